@@ -1,0 +1,147 @@
+"""The aiohttp application: wires storage, the pipeline, the channels and the delivery worker."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from bot.channels import simulator
+from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
+from bot.config import Config
+from bot.content import ContentReport, check_content
+from bot.flows.loader import FlowError
+from bot.intake import Intake
+from bot.messages import Inbound, Reply
+from bot.metrics import Metrics
+from bot.outbox import Delivery, Sender
+from bot.pipeline import Pipeline, PipelineSettings
+from bot.store.sqlite import Database, Pending, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Bot:
+    """Everything a running helpline holds, shared by the HTTP server and ``helpline chat``."""
+
+    config: Config
+    content: ContentReport
+    database: Database
+    pipeline: Pipeline
+    intake: Intake
+    delivery: Delivery
+    metrics: Metrics
+    simulator: simulator.SimulatorSender
+
+    async def start(self) -> None:
+        await self.database.open()
+        self.intake.start()
+        self.delivery.start()
+
+    async def stop(self) -> None:
+        """Finish the messages already taken, flush the outbox briefly, close the database."""
+        await self.intake.close()
+        await self.delivery.stop(flush_seconds=5.0)
+        await self.database.close()
+
+
+def load_content(config: Config) -> ContentReport:
+    """The checked content; raises :class:`FlowError` listing every error so the bot never starts broken."""
+    report = check_content(config)
+    if not report.ok:
+        raise FlowError(report.errors)
+    return report
+
+
+def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomness | None = None,
+              senders: dict[str, Sender] | None = None, content: ContentReport | None = None) -> Bot:
+    clock = clock or SystemClock()
+    content = content or load_content(config)
+    assert content.flows is not None and content.catalogs is not None
+    metrics = Metrics()
+    database = Database(lambda: Store(config.storage.database))
+    pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
+                        PipelineSettings(config.session.idle_minutes, config.sms.segment_budget))
+    sim = simulator.SimulatorSender()
+    all_senders: dict[str, Sender] = {"simulator-sms": sim, "simulator-telegram": sim, **(senders or {})}
+
+    def sent(pending: Pending) -> None:
+        metrics.messages_out.labels(pending.channel).inc()
+
+    def failed(pending: Pending, reason: str) -> None:
+        metrics.send_failures.labels(pending.channel).inc()
+
+    delivery = Delivery(database, all_senders, clock, on_sent=sent, on_failed=failed)
+
+    def committed(results: list[tuple[Inbound, Reply, float]]) -> None:
+        now = time.perf_counter()
+        for inbound, reply, started in results:
+            if reply.duplicate:
+                metrics.duplicates.labels(inbound.channel).inc()
+                continue
+            metrics.messages_in.labels(inbound.channel).inc()
+            metrics.pipeline_seconds.observe(now - started)
+        delivery.wake()
+
+    intake = Intake(database, pipeline, on_committed=committed)
+    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim)
+
+
+BOT = web.AppKey("bot", Bot)
+INTAKE = web.AppKey("intake", Intake)
+DATABASE = web.AppKey("database", Database)
+SIMULATOR = web.AppKey("simulator", simulator.SimulatorSender)
+
+
+def create_app(config: Config, **kwargs) -> web.Application:
+    """The HTTP application. ``kwargs`` go to :func:`build_bot` (a clock, randomness, senders for tests)."""
+    bot = build_bot(config, **kwargs)
+    app = web.Application(client_max_size=64 * 1024)
+    app[BOT] = bot
+    app[INTAKE] = bot.intake
+    app[DATABASE] = bot.database
+    app[SIMULATOR] = bot.simulator
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await bot.start()
+        log.info("helpline ready: database %s, languages %s", config.storage.database,
+                 ", ".join(bot.pipeline.catalogs.languages))
+        yield
+        await bot.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_routes(simulator.routes((INTAKE, DATABASE, SIMULATOR)))
+    app.router.add_get("/", lambda request: web.HTTPFound("/simulator"))
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    bot = request.app[BOT]
+    try:
+        backlog = await bot.database.call(_health)
+    except Exception as error:
+        log.error("health check failed: %s", error)
+        return web.json_response({"ok": False, "database": "unavailable"}, status=503)
+    return web.json_response({"ok": True, "database": "ok", "outbox_backlog": backlog})
+
+
+def _health(store: Store) -> int:
+    store.ping()
+    return store.backlog()
+
+
+async def metrics(request: web.Request) -> web.Response:
+    bot = request.app[BOT]
+    try:
+        bot.metrics.outbox_backlog.set(await bot.database.call(Store.backlog))
+    except Exception as error:
+        log.error("metrics: cannot read the outbox backlog: %s", error)
+    body = generate_latest(bot.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,84 @@
+"""The channel-neutral shapes of what comes in and what goes out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A worker's message as a channel received it.
+
+    Attributes:
+        channel: ``sms``, ``telegram`` or ``simulator-sms`` / ``simulator-telegram``.
+        address: where replies go (a phone number, a Telegram chat id).
+        provider_id: the provider's id for the message (MessageSid, update_id); unique per channel.
+        text: the text as received (may be empty).
+        received_at: when our server received it (UTC).
+        media: URLs or file ids of attached media.
+        choice: the value of a pressed button, when the worker pressed one.
+        language_hint: the language the client reports (Telegram's ``language_code``), if any.
+        name: the display name the channel reports, if any.
+    """
+
+    channel: str
+    address: str
+    provider_id: str
+    text: str
+    received_at: datetime
+    media: tuple[str, ...] = ()
+    choice: str | None = None
+    language_hint: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """One choice offered to the worker: ``label`` shown, ``value`` sent back when pressed."""
+
+    label: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A reply ready for a channel: text already translated and fitted, plus buttons where supported."""
+
+    text: str
+    buttons: tuple[Button, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a channel can show, so rendering adapts to it.
+
+    Attributes:
+        buttons: choices can be buttons (Telegram) rather than numbered lines (SMS).
+        max_length: the longest text one message may carry.
+        sms: texts are paid per SMS segment, so they are fitted to GSM-7 and a segment budget.
+    """
+
+    buttons: bool
+    max_length: int
+    sms: bool = False
+
+
+SMS = Capabilities(buttons=False, max_length=1600, sms=True)
+TELEGRAM = Capabilities(buttons=True, max_length=4096)
+
+CAPABILITIES: dict[str, Capabilities] = {
+    "sms": SMS,
+    "telegram": TELEGRAM,
+    "simulator-sms": SMS,
+    "simulator-telegram": TELEGRAM,
+}
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the pipeline decided for one inbound message (returned to the caller that submitted it)."""
+
+    duplicate: bool = False
+    outbound_ids: list[int] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)

@@ -1,0 +1,132 @@
+"""The delivery worker: sends what the pipeline put in the outbox, in order per worker, with retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Protocol
+
+from bot.clock import Clock
+from bot.store.sqlite import Database, Pending, Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 25  # with backoff capped at 10 minutes: about 3 hours of trying
+MAX_BACKOFF_SECONDS = 600.0
+CONCURRENCY = 64
+
+
+class SendError(Exception):
+    """A send that failed. ``permanent`` ones are not retried; ``retry_after`` is the provider's wish."""
+
+    def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
+                 code: str | None = None, opted_out: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.code = code
+        self.opted_out = opted_out
+
+
+class Sender(Protocol):
+    async def send(self, pending: Pending) -> str | None:
+        """Send one message; return the provider's id for it, or raise :class:`SendError`."""
+
+
+def backoff(attempts: int) -> float:
+    """Exponential backoff with full jitter: 1 s, 2 s, 4 s ... capped at 10 minutes."""
+    return random.uniform(0.5, 1.0) * min(MAX_BACKOFF_SECONDS, 2.0**attempts)
+
+
+class Delivery:
+    """Reads the outbox and hands each message to its channel's :class:`Sender`."""
+
+    def __init__(self, database: Database, senders: dict[str, Sender], clock: Clock,
+                 on_sent: Callable[[Pending], None] | None = None,
+                 on_failed: Callable[[Pending, str], None] | None = None):
+        self.database = database
+        self.senders = senders
+        self.clock = clock
+        self.on_sent = on_sent
+        self.on_failed = on_failed
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task | None = None
+        self._limit = asyncio.Semaphore(CONCURRENCY)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="helpline-delivery")
+
+    def wake(self) -> None:
+        """New messages are in the outbox."""
+        self._wake.set()
+
+    async def stop(self, flush_seconds: float = 5.0) -> None:
+        """Send what is due for up to ``flush_seconds``, then stop; the rest stays for the next start."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, flush_seconds)
+            except TimeoutError:
+                log.warning("outbox not flushed within %.0f s; the rest is sent at next start", flush_seconds)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                due = await self.database.call(Store.due, self.clock.now(), 200)
+            except Exception:
+                log.exception("outbox read failed")
+                due = []
+            if due:
+                await asyncio.gather(*(self._deliver(pending) for pending in due))
+                continue
+            if self._stopping:
+                return
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            except TimeoutError:
+                pass
+
+    async def _deliver(self, pending: Pending) -> None:
+        now = self.clock.now()
+        if pending.opted_out and not pending.body.get("opt_out_notice"):
+            await self._fail(pending, "the worker opted out; not sent")
+            return
+        sender = self.senders.get(pending.channel)
+        if sender is None:
+            await self.database.call(Store.mark_retry, pending.message_id,
+                                     f"channel {pending.channel} is not configured", now + timedelta(minutes=1))
+            return
+        try:
+            async with self._limit:
+                provider_id = await sender.send(pending)
+        except SendError as error:
+            if error.opted_out:
+                await self.database.call(Store.update_contact, pending.contact_id, opted_out=1)
+            if error.permanent or pending.attempts + 1 >= MAX_ATTEMPTS:
+                await self._fail(pending, str(error))
+                return
+            delay = error.retry_after if error.retry_after is not None else backoff(pending.attempts)
+            log.warning("send of message %s failed (%s); retry in %.1f s", pending.message_id, error, delay)
+            await self.database.call(Store.mark_retry, pending.message_id, str(error), now + timedelta(seconds=delay))
+            return
+        except Exception as error:  # a bug or an unexpected library error: retry, never drop
+            log.exception("send of message %s raised", pending.message_id)
+            await self.database.call(Store.mark_retry, pending.message_id, repr(error),
+                                     now + timedelta(seconds=backoff(pending.attempts)))
+            return
+        await self.database.call(Store.mark_sent, pending.message_id, provider_id, self.clock.now())
+        if self.on_sent:
+            self.on_sent(pending)
+
+    async def _fail(self, pending: Pending, reason: str) -> None:
+        log.error("message %s to contact %s failed: %s", pending.message_id, pending.contact_id, reason)
+        await self.database.call(Store.mark_failed, pending.message_id, reason, self.clock.now())
+        if self.on_failed:
+            self.on_failed(pending, reason)

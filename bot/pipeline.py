@@ -1,0 +1,289 @@
+"""The one road every message takes: deduplicate, store, keywords, flow, cases, outbox.
+
+:meth:`Pipeline.handle` runs on the database thread inside the caller's transaction, so an inbound
+message, everything it changes and every reply it queues are stored together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.cases import new_reference, parse_reference
+from bot.clock import Clock, Randomness
+from bot.flows.engine import Conversation, Engine, Say
+from bot.flows.model import FlowSet
+from bot.i18n import Catalogs, _, as_number, normalise
+from bot.keywords import Keyword, KeywordTable
+from bot.messages import CAPABILITIES, Inbound, Reply
+from bot.render import render
+from bot.store.sqlite import Contact, Store
+
+log = logging.getLogger(__name__)
+
+RESUME = "@resume"  # the pseudo-node of "continue where you left off, or start again?"
+PAGES = "_pages"  # SMS pages not yet sent, until the worker replies 0
+SAVED = "_saved_node"
+KEEP_AFTER_END = ("country",)  # slots worth remembering between conversations
+MAX_SLOT_LENGTH = 2000
+STATUS_NAMES = {
+    "new": _("received, waiting for a staff member"),
+    "acknowledged": _("seen by a staff member"),
+    "in_progress": _("being worked on"),
+    "referred": _("passed to a partner organisation"),
+    "resolved": _("resolved"),
+    "closed": _("closed"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineSettings:
+    idle_minutes: int = 60
+    sms_budget: int = 3
+
+
+class Pipeline:
+    """Turns one stored inbound message into the worker's next replies and the case changes it causes."""
+
+    def __init__(self, flows: FlowSet, catalogs: Catalogs, clock: Clock, randomness: Randomness,
+                 settings: PipelineSettings | None = None):
+        self.flows = flows
+        self.catalogs = catalogs
+        self.engine = Engine(flows, catalogs)
+        self.keywords = KeywordTable(catalogs)
+        self.clock = clock
+        self.randomness = randomness
+        self.settings = settings or PipelineSettings()
+
+    def handle(self, store: Store, inbound: Inbound) -> Reply:
+        """Store ``inbound`` and everything it leads to. A provider id seen before gets no second reply."""
+        now = self.clock.now()
+        if store.is_duplicate(inbound.channel, inbound.provider_id):
+            return Reply(duplicate=True)
+        contact = store.contact(inbound.channel, inbound.address, now, inbound.name)
+        body = {"text": inbound.text, "media": list(inbound.media), "choice": inbound.choice}
+        if store.store_inbound(contact.id, inbound.channel, inbound.provider_id, body, now) is None:
+            return Reply(duplicate=True)
+        turn = Turn(self, store, contact, inbound, now)
+        try:
+            with store.transaction():
+                turn.run()
+        except Exception:
+            # A flow or content error must never lose the message or leave the worker without an answer.
+            log.exception("pipeline failed for message %s on %s", inbound.provider_id, inbound.channel)
+            turn = Turn(self, store, contact, inbound, now)
+            turn.conversation.said = [Say(_("Sorry, something went wrong on our side. Please send MENU to "
+                                            "start again."), turn.conversation.language)]
+            turn.finish(reset=True)
+        return turn.reply
+
+
+class Turn:
+    """One worker message worked through: the conversation state before, and what it becomes."""
+
+    def __init__(self, pipeline: Pipeline, store: Store, contact: Contact, inbound: Inbound, now: datetime):
+        self.p = pipeline
+        self.store = store
+        self.contact = contact
+        self.inbound = inbound
+        self.now = now
+        self.reply = Reply()
+        session = store.session(contact.id)
+        self.idle = False
+        node, slots = None, {}
+        if session is not None:
+            node, slots, updated_at = session
+            self.idle = datetime.fromisoformat(updated_at) < now - timedelta(minutes=pipeline.settings.idle_minutes)
+        self.new_contact = session is None
+        language = contact.language
+        if language is None and contact.created:
+            language = pipeline.catalogs.best_match(inbound.language_hint)
+            if language:
+                store.update_contact(contact.id, language=language)
+        self.conversation = Conversation(node=node, slots=slots, language=language)
+        self.caps = CAPABILITIES[inbound.channel]
+        self.send_nothing = False
+        self.opt_out = False
+
+    # The turn --------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
+        if self.contact.opted_out:
+            if keyword and keyword.name in ("start", "opt_in", "sos"):
+                self.store.update_contact(self.contact.id, opted_out=0)
+                self.store.audit("worker", "opt_in", f"contact:{self.contact.id}", None, self.now)
+            else:
+                self.send_nothing = True  # stored, never answered: they asked for no messages
+                return self.finish()
+            if keyword.name == "opt_in":
+                keyword = Keyword("start")
+        if keyword is not None:
+            self.keyword(keyword)
+        elif self.conversation.slots.get(PAGES) and as_number(self.inbound.text) == 0:
+            self.next_page()
+        else:
+            self.conversation.slots.pop(PAGES, None)
+            self.answer()
+        self.finish()
+
+    def keyword(self, keyword: Keyword) -> None:
+        conversation = self.conversation
+        conversation.slots.pop(PAGES, None)
+        conversation.slots.pop(SAVED, None)
+        if keyword.name == "stop":
+            conversation.say(_("You will get no more messages from us. Send START to come back at any time."))
+            self.reply.events.append("opted_out")
+            self.opt_out = True
+            conversation.node = None
+            return
+        if keyword.name == "start" and keyword.argument and self.p.catalogs.best_match(keyword.argument):
+            self._set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my
+        if keyword.name in ("start", "menu"):
+            self.enter("main.menu" if not self.new_contact else "main")
+        elif keyword.name == "language":
+            self.enter("language")
+        elif keyword.name == "sos":
+            self.enter("danger")
+        elif keyword.name == "status":
+            self.status(keyword.argument)
+
+    def answer(self) -> None:
+        conversation = self.conversation
+        if self.new_contact:
+            return self.enter("main")
+        if conversation.node == RESUME:
+            return self.resume_choice()
+        if conversation.node is None:
+            conversation.say(_("Welcome back."))
+            return self.enter("main.menu")
+        if conversation.node not in self.p.flows.nodes:
+            return self.enter("main.menu")  # the flows changed since this session was saved
+        if self.idle:
+            conversation.slots[SAVED] = conversation.node
+            conversation.node = RESUME
+            conversation.say(_("Welcome back. Do you want to continue where you left off?"),
+                             ((_("Continue"), True), (_("Start again"), True)))
+            return
+        self.p.engine.answer(conversation, self.inbound.text[:MAX_SLOT_LENGTH], self.inbound.choice, self.actions)
+
+    def resume_choice(self) -> None:
+        conversation = self.conversation
+        saved = conversation.slots.pop(SAVED, None)
+        typed = self.inbound.choice or self.inbound.text
+        number = as_number(typed)
+        word = normalise(typed)
+        if number == 1 or word == normalise(self.p.catalogs.gettext(conversation.language, "Continue")):
+            if saved in self.p.flows.nodes:
+                conversation.node = saved
+                return self.p.engine.ask_again(conversation)
+        self.enter("main.menu")
+
+    def enter(self, target: str) -> None:
+        self.p.engine.enter(self.conversation, target, self.actions)
+
+    def next_page(self) -> None:
+        """Send the next SMS page the worker asked for with 0; finish() keeps the rest for the next 0."""
+        first, *rest = self.conversation.slots.pop(PAGES)
+        self.reply.outbound_ids.append(self.store.queue_outbound(self.contact, {"text": first, "buttons": []},
+                                                                 self.now))
+        if rest:
+            self.conversation.slots[PAGES] = rest
+
+    # Actions the flows call ------------------------------------------------------------------------
+
+    def actions(self, name: str, args: dict, conversation: Conversation) -> str | None:
+        if name == "set_language":
+            self._set_language(conversation.slots.get(args.get("slot", "language")))
+        elif name == "open_case":
+            self.open_case(kind=str(args.get("kind", "complaint")), urgent=bool(args.get("urgent", False)))
+        elif name == "escalate":
+            self.escalate(urgent=bool(args.get("urgent", True)))
+        elif name == "status":
+            self.status(str(conversation.slots.get("reference", "")))
+        return None
+
+    def _set_language(self, code: str | None) -> None:
+        if code and self.p.catalogs.knows(code):
+            self.conversation.language = code
+            self.store.update_contact(self.contact.id, language=code)
+
+    def open_case(self, kind: str, urgent: bool) -> dict:
+        slots = self.conversation.slots
+        reference = new_reference(self.p.randomness)
+        while self.store.reference_taken(reference):
+            reference = new_reference(self.p.randomness)
+        details = {k: v for k, v in slots.items() if not k.startswith("_")}
+        case_id = self.store.create_case(
+            reference, self.contact.id, kind, urgent, details, self.conversation.language, self.now,
+            category=_first(slots.get("problem")), country=slots.get("country"),
+        )
+        self.store.case_event(case_id, "opened", "worker", None, self.now)
+        slots["reference"] = reference
+        self.reply.events.append(f"case_opened:{reference}")
+        return {"id": case_id, "reference": reference}
+
+    def escalate(self, urgent: bool) -> None:
+        """Bring a person in: raise the worker's open case (urgent for danger), or open one."""
+        case = self.store.open_case_for(self.contact.id)
+        if case is None:
+            case = self.open_case(kind="danger" if urgent else "handoff", urgent=urgent)
+        else:
+            self.conversation.slots["reference"] = case["reference"]
+            if urgent and not case["urgent"]:
+                self.store.update_case(case["id"], self.now, urgent=1)
+        self.store.case_event(case["id"], "urgent" if urgent else "handoff_requested", "worker", None, self.now)
+        self.reply.events.append(f"{'urgent' if urgent else 'handoff'}:{case['reference']}")
+
+    def status(self, typed: str) -> None:
+        conversation = self.conversation
+        reference = parse_reference(typed) if typed else None
+        case = self.store.case(reference) if reference else None
+        if typed and (case is None or case["contact_id"] != self.contact.id):
+            # The same answer for someone else's case as for no case: references reveal nothing.
+            conversation.say(_("We could not find a case with the reference {typed}. Please check it and send "
+                               "STATUS and the reference again."), typed=typed.upper())
+            return
+        if case is None:
+            case = self.store.open_case_for(self.contact.id)
+        if case is None:
+            conversation.say(_("Send STATUS and your case reference, for example: STATUS K7F3-QP9M"))
+            return
+        status = self.p.catalogs.gettext(conversation.language, STATUS_NAMES.get(case["status"], case["status"]))
+        conversation.say(_("Case {reference}: {status}."), reference=case["reference"], status=status)
+
+    # Finishing -------------------------------------------------------------------------------------
+
+    def finish(self, reset: bool = False) -> None:
+        conversation = self.conversation
+        if reset:
+            conversation.node = None
+        if conversation.node is None:
+            kept = {k: v for k, v in conversation.slots.items() if k in KEEP_AFTER_END}
+            conversation.slots = kept
+        if not self.send_nothing:
+            pages = render(conversation.said, self.caps, self.p.catalogs, conversation.language,
+                           self.p.settings.sms_budget)
+            if self.caps.sms and len(pages) > 1:
+                conversation.slots[PAGES] = [page.text for page in pages[1:]]
+                pages = pages[:1]
+            for page in pages:
+                body = {"text": page.text, "buttons": [[b.label, b.value] for b in page.buttons]}
+                if self.opt_out:
+                    body["opt_out_notice"] = True  # the one message an opted-out worker still gets
+                self.reply.outbound_ids.append(self.store.queue_outbound(self.contact, body, self.now))
+        if self.opt_out:
+            self.store.update_contact(self.contact.id, opted_out=1)
+            self.store.audit("worker", "opt_out", f"contact:{self.contact.id}", None, self.now)
+        self.save_session()
+
+    def save_session(self) -> None:
+        self.store.save_session(self.contact.id, self.conversation.node, self.conversation.slots, self.now)
+
+
+def _first(value: object) -> str | None:
+    if isinstance(value, list):
+        return str(value[0]) if value else None
+    return None if value is None else str(value)
+

@@ -1,0 +1,102 @@
+"""The database schema, as versioned migrations (sqlite-utils ``Migrations``).
+
+Never edit a migration that has shipped: add a new one. Each runs once, in order, in a transaction; a
+database made by an older version is brought to the newest schema when the bot opens it.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("helpline")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE contacts (
+            id INTEGER PRIMARY KEY,
+            channel TEXT NOT NULL,
+            address_key TEXT NOT NULL,          -- keyed hash of the address: finds a contact without plaintext
+            address TEXT NOT NULL,              -- sealed
+            name TEXT,                          -- sealed
+            language TEXT,
+            opted_out INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            UNIQUE (channel, address_key)
+        );
+        CREATE TABLE sessions (
+            contact_id INTEGER PRIMARY KEY REFERENCES contacts(id) ON DELETE CASCADE,
+            node TEXT,                          -- the node waiting for an answer; NULL when at rest
+            slots TEXT NOT NULL DEFAULT '{}',   -- sealed JSON
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            contact_id INTEGER NOT NULL REFERENCES contacts(id) ON DELETE CASCADE,
+            direction TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+            channel TEXT NOT NULL,
+            provider_id TEXT,                   -- inbound: MessageSid/update_id; outbound: set when sent
+            body TEXT NOT NULL,                 -- sealed JSON: text, buttons, media
+            status TEXT NOT NULL,               -- in: received; out: queued, sending, sent, delivered, failed
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (channel, direction, provider_id)
+        );
+        CREATE INDEX messages_contact ON messages (contact_id, id);
+        CREATE TABLE outbox (
+            message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+            contact_id INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT
+        );
+        CREATE INDEX outbox_due ON outbox (next_attempt_at);
+        CREATE INDEX outbox_contact ON outbox (contact_id, message_id);
+        CREATE TABLE cases (
+            id INTEGER PRIMARY KEY,
+            reference TEXT NOT NULL UNIQUE,
+            contact_id INTEGER REFERENCES contacts(id) ON DELETE SET NULL,
+            status TEXT NOT NULL,
+            urgent INTEGER NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL,                 -- complaint, handoff, danger
+            category TEXT,
+            country TEXT,
+            language TEXT,
+            details TEXT NOT NULL DEFAULT '{}', -- sealed JSON: the worker's answers
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX cases_contact ON cases (contact_id);
+        CREATE TABLE case_events (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL REFERENCES cases(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            detail TEXT,                        -- sealed
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX case_events_case ON case_events (case_id, id);
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT,
+            detail TEXT,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m002_reference_history(db: Database) -> None:
+    """References are never reused, even after a case is erased: keep every one ever issued."""
+    db.executescript(
+        """
+        CREATE TABLE issued_references (reference TEXT PRIMARY KEY);
+        INSERT OR IGNORE INTO issued_references (reference) SELECT reference FROM cases;
+        """
+    )

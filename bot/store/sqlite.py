@@ -1,0 +1,364 @@
+"""SQLite storage through sqlite-utils, used from one thread so the event loop never waits on the disk.
+
+:class:`Store` holds the connection and the queries, all synchronous; :class:`Database` runs them on its
+own single thread (``await database.call(fn, ...)``). Personal fields go through a :class:`Sealer`, so they
+can be encrypted at rest without changing any caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import sqlite_utils
+
+from bot.store.schema import migrations
+
+T = TypeVar("T")
+
+
+class Sealer(Protocol):
+    """Turns personal fields into what is stored, and back; gives lookup keys for addresses."""
+
+    def seal(self, text: str) -> str: ...
+
+    def unseal(self, stored: str) -> str: ...
+
+    def lookup_key(self, channel: str, address: str) -> str: ...
+
+
+class PlainSealer:
+    """Stores personal fields as they are; lookups by SHA-256 so the lookup column holds no address."""
+
+    def seal(self, text: str) -> str:
+        return text
+
+    def unseal(self, stored: str) -> str:
+        return stored
+
+    def lookup_key(self, channel: str, address: str) -> str:
+        return hashlib.sha256(f"{channel}\x00{address}".encode()).hexdigest()
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: int
+    channel: str
+    address: str
+    name: str | None
+    language: str | None
+    opted_out: bool
+    created: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An outbound message waiting in the outbox."""
+
+    message_id: int
+    contact_id: int
+    channel: str
+    address: str
+    body: dict
+    attempts: int
+    opted_out: bool = False
+
+
+class Store:
+    """Every query the bot makes. Call only from the database thread (see :class:`Database`)."""
+
+    def __init__(self, path: str | Path, sealer: Sealer | None = None):
+        self.path = str(path)
+        self.sealer = sealer or PlainSealer()
+        conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+        self.db = sqlite_utils.Database(conn)
+        if self.path != ":memory:":
+            self.db.enable_wal()
+        self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA synchronous = NORMAL")
+        self.db.execute("PRAGMA busy_timeout = 5000")
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A transaction, or a savepoint inside one: all of it is stored, or none."""
+        with self.db.atomic():
+            yield
+
+    def ping(self) -> bool:
+        return self.db.execute("SELECT 1").fetchone() == (1,)
+
+    # Contacts -------------------------------------------------------------------------------------
+
+    def contact(self, channel: str, address: str, now: datetime, name: str | None = None) -> Contact:
+        """The contact for this address, created on first contact."""
+        key = self.sealer.lookup_key(channel, address)
+        row = self.db.execute(
+            "SELECT id, name, language, opted_out FROM contacts WHERE channel = ? AND address_key = ?",
+            [channel, key],
+        ).fetchone()
+        if row is not None:
+            self.db.execute("UPDATE contacts SET last_seen_at = ? WHERE id = ?", [iso(now), row[0]])
+            stored_name = self.sealer.unseal(row[1]) if row[1] else None
+            return Contact(row[0], channel, address, stored_name, row[2], bool(row[3]))
+        cursor = self.db.execute(
+            "INSERT INTO contacts (channel, address_key, address, name, created_at, last_seen_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [channel, key, self.sealer.seal(address), self.sealer.seal(name) if name else None, iso(now), iso(now)],
+        )
+        return Contact(cursor.lastrowid, channel, address, name, None, False, created=True)
+
+    def contact_by_id(self, contact_id: int) -> Contact | None:
+        row = self.db.execute(
+            "SELECT id, channel, address, name, language, opted_out FROM contacts WHERE id = ?", [contact_id]
+        ).fetchone()
+        if row is None:
+            return None
+        name = self.sealer.unseal(row[3]) if row[3] else None
+        return Contact(row[0], row[1], self.sealer.unseal(row[2]), name, row[4], bool(row[5]))
+
+    def update_contact(self, contact_id: int, **fields: Any) -> None:
+        allowed = {"language", "opted_out"}
+        assert set(fields) <= allowed, fields
+        self.db.table("contacts").update(contact_id, fields)
+
+    # Messages and the outbox ----------------------------------------------------------------------
+
+    def store_inbound(self, contact_id: int, channel: str, provider_id: str, body: dict, now: datetime) -> int | None:
+        """Store an inbound message; None when this provider id was stored before (a duplicate)."""
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO messages (contact_id, direction, channel, provider_id, body, status,"
+            " created_at, updated_at) VALUES (?, 'in', ?, ?, ?, 'received', ?, ?)",
+            [contact_id, channel, provider_id, self._seal_json(body), iso(now), iso(now)],
+        )
+        return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    def is_duplicate(self, channel: str, provider_id: str) -> bool:
+        return (
+            self.db.execute(
+                "SELECT 1 FROM messages WHERE channel = ? AND direction = 'in' AND provider_id = ?",
+                [channel, provider_id],
+            ).fetchone()
+            is not None
+        )
+
+    def queue_outbound(self, contact: Contact, body: dict, now: datetime) -> int:
+        """Put a reply in the outbox; the delivery worker sends it."""
+        cursor = self.db.execute(
+            "INSERT INTO messages (contact_id, direction, channel, body, status, created_at, updated_at)"
+            " VALUES (?, 'out', ?, ?, 'queued', ?, ?)",
+            [contact.id, contact.channel, self._seal_json(body), iso(now), iso(now)],
+        )
+        self.db.execute(
+            "INSERT INTO outbox (message_id, contact_id, next_attempt_at) VALUES (?, ?, ?)",
+            [cursor.lastrowid, contact.id, iso(now)],
+        )
+        return cursor.lastrowid
+
+    def due(self, now: datetime, limit: int = 100) -> list[Pending]:
+        """Outbox messages due now, at most one per contact: the oldest, so each contact's order is kept."""
+        rows = self.db.execute(
+            """
+            SELECT o.message_id, o.contact_id, m.channel, c.address, m.body, o.attempts, c.opted_out
+            FROM outbox o
+            JOIN messages m ON m.id = o.message_id
+            JOIN contacts c ON c.id = o.contact_id
+            WHERE o.message_id = (SELECT MIN(message_id) FROM outbox WHERE contact_id = o.contact_id)
+              AND o.next_attempt_at <= ?
+            ORDER BY o.next_attempt_at, o.message_id
+            LIMIT ?
+            """,
+            [iso(now), limit],
+        ).fetchall()
+        return [
+            Pending(r[0], r[1], r[2], self.sealer.unseal(r[3]), self._unseal_json(r[4]), r[5], bool(r[6]))
+            for r in rows
+        ]
+
+    def next_due_at(self) -> str | None:
+        row = self.db.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
+        return row[0] if row else None
+
+    def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM outbox WHERE message_id = ?", [message_id])
+            self.db.execute(
+                "UPDATE messages SET status = 'sent', provider_id = ?, updated_at = ? WHERE id = ?",
+                [provider_id, iso(now), message_id],
+            )
+
+    def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE message_id = ?",
+            [error, iso(next_attempt_at), message_id],
+        )
+
+    def mark_failed(self, message_id: int, error: str, now: datetime) -> None:
+        with self.transaction():
+            self.db.execute("DELETE FROM outbox WHERE message_id = ?", [message_id])
+            self.db.execute(
+                "UPDATE messages SET status = 'failed', updated_at = ? WHERE id = ?", [iso(now), message_id]
+            )
+            self.audit("delivery", "message_failed", str(message_id), error, now)
+
+    def backlog(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def messages_for(self, contact_id: int, after: int = 0, direction: str | None = None) -> list[dict]:
+        """A contact's messages after ``after`` (by id), unsealed."""
+        sql = "SELECT id, direction, body, status, created_at FROM messages WHERE contact_id = ? AND id > ?"
+        params: list[Any] = [contact_id, after]
+        if direction:
+            sql += " AND direction = ?"
+            params.append(direction)
+        rows = self.db.execute(sql + " ORDER BY id", params).fetchall()
+        return [
+            {"id": r[0], "direction": r[1], "body": self._unseal_json(r[2]), "status": r[3], "created_at": r[4]}
+            for r in rows
+        ]
+
+    # Sessions --------------------------------------------------------------------------------------
+
+    def session(self, contact_id: int) -> tuple[str | None, dict, str] | None:
+        row = self.db.execute(
+            "SELECT node, slots, updated_at FROM sessions WHERE contact_id = ?", [contact_id]
+        ).fetchone()
+        return None if row is None else (row[0], self._unseal_json(row[1]), row[2])
+
+    def save_session(self, contact_id: int, node: str | None, slots: dict, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO sessions (contact_id, node, slots, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (contact_id) DO UPDATE SET node = excluded.node, slots = excluded.slots,"
+            " updated_at = excluded.updated_at",
+            [contact_id, node, self._seal_json(slots), iso(now)],
+        )
+
+    # Cases -----------------------------------------------------------------------------------------
+
+    def reference_taken(self, reference: str) -> bool:
+        return self.db.execute(
+            "SELECT 1 FROM issued_references WHERE reference = ?", [reference]
+        ).fetchone() is not None
+
+    def create_case(self, reference: str, contact_id: int | None, kind: str, urgent: bool, details: dict,
+                    language: str | None, now: datetime, category: str | None = None,
+                    country: str | None = None) -> int:
+        self.db.execute("INSERT INTO issued_references (reference) VALUES (?)", [reference])
+        cursor = self.db.execute(
+            "INSERT INTO cases (reference, contact_id, status, urgent, kind, category, country, language, details,"
+            " created_at, updated_at) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?)",
+            [reference, contact_id, int(urgent), kind, category, country, language, self._seal_json(details),
+             iso(now), iso(now)],
+        )
+        return cursor.lastrowid
+
+    def case(self, reference: str) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM cases WHERE reference = ?", [reference]))
+        return self._case_row(rows[0]) if rows else None
+
+    def open_case_for(self, contact_id: int, kind: str | None = None) -> dict | None:
+        sql = "SELECT * FROM cases WHERE contact_id = ? AND status NOT IN ('resolved', 'closed')"
+        params: list[Any] = [contact_id]
+        if kind:
+            sql += " AND kind = ?"
+            params.append(kind)
+        rows = list(self.db.query(sql + " ORDER BY id DESC LIMIT 1", params))
+        return self._case_row(rows[0]) if rows else None
+
+    def update_case(self, case_id: int, now: datetime, **fields: Any) -> None:
+        allowed = {"status", "urgent"}
+        assert set(fields) <= allowed, fields
+        self.db.table("cases").update(case_id, {**fields, "updated_at": iso(now)})
+
+    def case_event(self, case_id: int, kind: str, actor: str, detail: str | None, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO case_events (case_id, kind, actor, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+            [case_id, kind, actor, self.sealer.seal(detail) if detail else None, iso(now)],
+        )
+
+    def case_events(self, case_id: int) -> list[dict]:
+        rows = self.db.execute(
+            "SELECT kind, actor, detail, created_at FROM case_events WHERE case_id = ? ORDER BY id", [case_id]
+        ).fetchall()
+        return [
+            {"kind": r[0], "actor": r[1], "detail": self.sealer.unseal(r[2]) if r[2] else None, "created_at": r[3]}
+            for r in rows
+        ]
+
+    def _case_row(self, row: dict) -> dict:
+        return {**row, "details": self._unseal_json(row["details"]), "urgent": bool(row["urgent"])}
+
+    # Erasure and audit -----------------------------------------------------------------------------
+
+    def erase_contact(self, contact_id: int, now: datetime) -> int:
+        """Erase a worker: contact, session, messages; cases keep only what statistics need."""
+        with self.transaction():
+            cases = self.db.execute("SELECT id FROM cases WHERE contact_id = ?", [contact_id]).fetchall()
+            for (case_id,) in cases:
+                self.db.execute(
+                    "UPDATE cases SET details = ?, contact_id = NULL, updated_at = ? WHERE id = ?",
+                    [self._seal_json({}), iso(now), case_id],
+                )
+                self.db.execute("UPDATE case_events SET detail = NULL WHERE case_id = ?", [case_id])
+                self.case_event(case_id, "erased", "worker", None, now)
+            self.db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
+            self.audit("worker", "erase", f"contact:{contact_id}", f"{len(cases)} case(s) anonymised", now)
+        return len(cases)
+
+    def audit(self, actor: str, action: str, subject: str | None, detail: str | None, now: datetime) -> None:
+        self.db.execute(
+            "INSERT INTO audit (actor, action, subject, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+            [actor, action, subject, detail, iso(now)],
+        )
+
+    # -----------------------------------------------------------------------------------------------
+
+    def _seal_json(self, value: dict) -> str:
+        return self.sealer.seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+    def _unseal_json(self, stored: str) -> dict:
+        return json.loads(self.sealer.unseal(stored))
+
+
+class Database:
+    """Runs :class:`Store` calls on one dedicated thread, so the event loop never blocks on SQLite."""
+
+    def __init__(self, store_factory: Callable[[], Store]):
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="helpline-db")
+        self._store: Store | None = None
+        self._factory = store_factory
+
+    async def open(self) -> None:
+        self._store = await self._run(self._factory)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(store, *args)`` on the database thread and return its result."""
+        store = self._store
+        if store is None:
+            raise RuntimeError("database is not open")
+        return await self._run(fn, store, *args)
+
+    async def close(self) -> None:
+        if self._store is not None:
+            store, self._store = self._store, None
+            await self._run(store.close)
+        self._executor.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

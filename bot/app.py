@@ -118,8 +118,12 @@ def create_app(config: Config, **kwargs) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_routes(simulator.routes((INTAKE, DATABASE, SIMULATOR)))
-    app.router.add_get("/", lambda request: web.HTTPFound("/simulator"))
+    app.router.add_get("/", home)
     return app
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/simulator")
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from bot.app import build_bot
-from bot.channels.simulator import CHANNELS, make_inbound
+from bot.channels.simulator import make_inbound
 from bot.config import Config
 from bot.store.sqlite import Store
 
@@ -32,19 +32,11 @@ async def run_chat(config: Config, kind: str, address: str, language: str | None
                 break
             reply = await bot.intake.submit(make_inbound(kind, address, line.rstrip("\r\n"), language_hint=language))
             await bot.simulator.wait_sent(reply.outbound_ids, REPLY_TIMEOUT)
-            bodies = await bot.database.call(_bodies, reply.outbound_ids)
+            bodies = await bot.database.call(Store.bodies, reply.outbound_ids)
             for body in bodies:
                 print(show(kind, body), file=out, flush=True)
     finally:
         await bot.stop()
-
-
-def _bodies(store: Store, message_ids: list[int]) -> list[dict]:
-    if not message_ids:
-        return []
-    marks = ",".join("?" * len(message_ids))
-    rows = store.db.execute(f"SELECT body FROM messages WHERE id IN ({marks}) ORDER BY id", message_ids).fetchall()
-    return [store._unseal_json(row[0]) for row in rows]
 
 
 def show(kind: str, body: dict) -> str:
@@ -55,5 +47,3 @@ def show(kind: str, body: dict) -> str:
         text += "\n" + "  ".join(f"[{label}]" for label, _value in buttons)
     return f"{text}\n{'─' * 20}"
 
-
-__all__ = ["run_chat", "CHANNELS"]

@@ -129,3 +129,7 @@ def segments(texts: tuple[str, ...]) -> None:
         info = segment_info(text)
         click.echo(json.dumps({"text": text, "encoding": info.encoding, "segments": info.segments},
                               ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

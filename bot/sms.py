@@ -251,6 +251,9 @@ def is_gsm7(text: str) -> bool:
 
 def _layout(text: str) -> tuple[Encoding, list[list[str]]]:
     """Place the calculator's characters into segments the way the calculator does."""
+    if any("\ud800" <= ch <= "\udfff" for ch in text):
+        # Surrogate code points (only from "surrogatepass" decoding): pair them as UTF-16 does.
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     graphemes = _graphemes(text)
     encoding: Encoding = "GSM-7" if is_gsm7(text) else "UCS-2"
     if encoding == "GSM-7":

@@ -233,6 +233,14 @@ class Store:
             for r in rows
         ]
 
+    def bodies(self, message_ids: list[int]) -> list[dict]:
+        """The bodies of these messages, unsealed, in order."""
+        if not message_ids:
+            return []
+        marks = ",".join("?" * len(message_ids))
+        rows = self.db.execute(f"SELECT body FROM messages WHERE id IN ({marks}) ORDER BY id", message_ids)
+        return [self._unseal_json(row[0]) for row in rows.fetchall()]
+
     # Sessions --------------------------------------------------------------------------------------
 
     def session(self, contact_id: int) -> tuple[str | None, dict, str] | None:

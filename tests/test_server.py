@@ -1,0 +1,123 @@
+"""`helpline serve` and `helpline chat` as a user runs them: real processes, real ports, real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import Worker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[server]\nport = {port}\n[storage]\ndatabase = "{tmp_path / "h.db"}"\n')
+    process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            if get(f"{base}/healthz")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(process.stdout.read())
+    yield process, base, tmp_path / "h.db"
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+async def test_healthz_and_metrics_through_a_conversation(client, worker):
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert (await health.json())["database"] == "ok"
+    await worker.text("hi")
+    await worker.text("1")
+    metrics = await (await client.get("/metrics")).text()
+    assert 'helpline_messages_in_total{channel="simulator-sms"} 2.0' in metrics
+    assert 'helpline_messages_out_total{channel="simulator-sms"} 2.0' in metrics
+    assert "helpline_pipeline_seconds_bucket" in metrics
+    assert "helpline_outbox_backlog 0.0" in metrics
+
+
+async def test_simulator_rejects_bad_requests_without_storing(client):
+    for payload in [b"not json", b"[1, 2]", b'{"channel": "fax", "address": "1", "text": "x"}',
+                    b'{"channel": "sms", "address": "", "text": "x"}', b'{"channel": "sms", "address": "1", "text": 5}']:
+        response = await client.post("/simulator/api/send", data=payload, headers={"Content-Type": "application/json"})
+        assert response.status == 400, payload
+    big = await client.post("/simulator/api/send", data=b"x" * 100_000)
+    assert big.status == 413
+    worker = Worker(client, address="1")
+    response = await client.get("/simulator/api/messages", params={"channel": "sms", "address": "1"})
+    assert (await response.json())["messages"] == []
+    assert worker.last_id == 0
+
+
+def test_serve_answers_then_stops_gracefully_on_sigterm(server):
+    process, base, database = server
+    request = urllib.request.Request(f"{base}/simulator/api/send", method="POST",
+                                     data=b'{"channel": "sms", "address": "+6011", "text": "hi"}',
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages WHERE direction = 'in'").fetchone()[0] == 1
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+        assert db.execute("SELECT status FROM messages WHERE direction = 'out'").fetchone()[0] == "sent"
+
+
+def test_chat_with_piped_input_uses_the_same_database(tmp_path):
+    env = {**os.environ, "HELPLINE_STORAGE_DATABASE": str(tmp_path / "chat.db")}
+    result = subprocess.run([sys.executable, "-m", "bot", "chat"], input="hi\n1\n2\n", capture_output=True,
+                            text=True, env=env, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Welcome" in result.stdout
+    assert "How can we help you?" in result.stdout
+    assert "What happened?" in result.stdout
+    # A second run continues the same conversation: the session is in the database.
+    again = subprocess.run([sys.executable, "-m", "bot", "chat"], input="1\n", capture_output=True, text=True,
+                           env=env, timeout=60, cwd=tmp_path)
+    assert "Which country" in again.stdout
+
+
+def test_chat_as_telegram_shows_buttons(tmp_path):
+    env = {**os.environ, "HELPLINE_STORAGE_DATABASE": str(tmp_path / "chat.db")}
+    result = subprocess.run([sys.executable, "-m", "bot", "chat", "--channel", "telegram"], input="/start\n",
+                            capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert "[English]" in result.stdout
+
+
+def test_segments_command(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "bot", "segments", "Hello", "မင်္ဂလာပါ"], capture_output=True,
+                            text=True, timeout=30)
+    lines = result.stdout.splitlines()
+    assert lines[0] == '{"text": "Hello", "encoding": "GSM-7", "segments": 1}'
+    assert '"encoding": "UCS-2"' in lines[1]

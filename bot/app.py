@@ -11,11 +11,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels import simulator
+from bot.channels.twilio_sms import TwilioChannel
 from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
 from bot.config import Config
 from bot.content import ContentReport, check_content
 from bot.flows.loader import FlowError
 from bot.intake import Intake
+from bot.keys import BOT, DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
 from bot.outbox import Delivery, Sender
@@ -37,9 +39,12 @@ class Bot:
     delivery: Delivery
     metrics: Metrics
     simulator: simulator.SimulatorSender
+    channels: list
 
     async def start(self) -> None:
         await self.database.open()
+        for channel in self.channels:
+            await channel.start()
         self.intake.start()
         self.delivery.start()
 
@@ -47,6 +52,8 @@ class Bot:
         """Finish the messages already taken, flush the outbox briefly, close the database."""
         await self.intake.close()
         await self.delivery.stop(flush_seconds=5.0)
+        for channel in self.channels:
+            await channel.close()
         await self.database.close()
 
 
@@ -68,7 +75,13 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
                         PipelineSettings(config.session.idle_minutes, config.sms.segment_budget))
     sim = simulator.SimulatorSender()
-    all_senders: dict[str, Sender] = {"simulator-sms": sim, "simulator-telegram": sim, **(senders or {})}
+    channels: list = []
+    all_senders: dict[str, Sender] = {"simulator-sms": sim, "simulator-telegram": sim}
+    if config.twilio.account_sid and config.twilio.auth_token:
+        sms_channel = TwilioChannel(config.twilio, config.server.public_url)
+        channels.append(sms_channel)
+        all_senders["sms"] = sms_channel
+    all_senders.update(senders or {})
 
     def sent(pending: Pending) -> None:
         metrics.messages_out.labels(pending.channel).inc()
@@ -89,13 +102,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
         delivery.wake()
 
     intake = Intake(database, pipeline, on_committed=committed)
-    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim)
-
-
-BOT = web.AppKey("bot", Bot)
-INTAKE = web.AppKey("intake", Intake)
-DATABASE = web.AppKey("database", Database)
-SIMULATOR = web.AppKey("simulator", simulator.SimulatorSender)
+    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels)
 
 
 def create_app(config: Config, **kwargs) -> web.Application:
@@ -117,7 +124,9 @@ def create_app(config: Config, **kwargs) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_routes(simulator.routes((INTAKE, DATABASE, SIMULATOR)))
+    app.router.add_routes(simulator.routes())
+    for channel in bot.channels:
+        app.router.add_routes(channel.routes())
     app.router.add_get("/", home)
     return app
 

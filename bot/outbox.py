@@ -83,7 +83,12 @@ class Delivery:
                 log.exception("outbox read failed")
                 due = []
             if due:
-                await asyncio.gather(*(self._deliver(pending) for pending in due))
+                results = await asyncio.gather(*(self._deliver(p) for p in due), return_exceptions=True)
+                for pending, result in zip(due, results, strict=True):
+                    if isinstance(result, Exception):  # a database error: the message stays in the outbox
+                        log.error("delivery of message %s: %r", pending.message_id, result)
+                if any(isinstance(result, Exception) for result in results):
+                    await asyncio.sleep(1.0)
                 continue
             if self._stopping:
                 return
@@ -108,7 +113,7 @@ class Delivery:
                 provider_id = await sender.send(pending)
         except SendError as error:
             if error.opted_out:
-                await self.database.call(Store.update_contact, pending.contact_id, opted_out=1)
+                await self.database.call(Store.opt_out, pending.contact_id, "provider", self.clock.now())
             if error.permanent or pending.attempts + 1 >= MAX_ATTEMPTS:
                 await self._fail(pending, str(error))
                 return

@@ -274,8 +274,7 @@ class Turn:
                     body["opt_out_notice"] = True  # the one message an opted-out worker still gets
                 self.reply.outbound_ids.append(self.store.queue_outbound(self.contact, body, self.now))
         if self.opt_out:
-            self.store.update_contact(self.contact.id, opted_out=1)
-            self.store.audit("worker", "opt_out", f"contact:{self.contact.id}", None, self.now)
+            self.store.opt_out(self.contact.id, "worker", self.now)
         self.save_session()
 
     def save_session(self) -> None:

@@ -19,9 +19,8 @@ body sent as is (encoding "auto", Smart Encoding off):
 from __future__ import annotations
 
 import bisect
-import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -282,10 +281,8 @@ def _layout(text: str) -> tuple[Encoding, list[list[str]]]:
 def segment_info(text: str) -> Segments:
     """Encoding, segment count and size of ``text`` sent as is (Twilio's calculator)."""
     encoding, segments = _layout(text)
-    if encoding == "GSM-7":
-        units = len(text) + sum(1 for ch in text if ch in GSM7_EXTENSION)
-    else:
-        units = _utf16_len(text)
+    extension = sum(1 for ch in text if ch in GSM7_EXTENSION)
+    units = len(text) + extension if encoding == "GSM-7" else _utf16_len(text)
     return Segments(encoding=encoding, segments=len(segments), units=units)
 
 
@@ -314,8 +311,9 @@ GSM_REPLACEMENTS: Mapping[str, str] = MappingProxyType(
         "½": "1/2",
         "¾": "3/4",
         # spaces: tab, no-break, Ogham, en/em/thin/hair..., narrow no-break, math, ideographic
-        **dict.fromkeys("\t\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
-                        "\u200a\u202f\u205f\u3000", " "),
+        **dict.fromkeys(
+            "\t\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u202f\u205f\u3000", " "
+        ),
         # invisible: zero width space, word joiner, byte order mark
         **dict.fromkeys("\u200b\u2060\ufeff", ""),
         # line and paragraph separators, next line
@@ -418,9 +416,8 @@ def _strip(atoms: list[str]) -> list[str]:
     return atoms[start:end]
 
 
-def _furthest(candidates: list[int], fits: object) -> int | None:
+def _furthest(candidates: list[int], fits: Callable[[int], bool]) -> int | None:
     """Largest candidate for which ``fits`` holds; ``fits`` only turns false as k grows."""
-    assert callable(fits)
     lo, hi, best = 0, len(candidates) - 1, None
     while lo <= hi:
         mid = (lo + hi) // 2
@@ -439,8 +436,9 @@ def paginate(text: str, budget: int, more_hint: str) -> list[str]:
     included in its cost. Pages break at a blank line, else at a line end, else between
     words, else between characters; a blank-line or line break is taken only when it
     fills at least half of what a word break would. A surrogate pair, an emoji sequence
-    or a letter with its combining marks is never split. Pages are stripped; empty text
-    gives ``[""]``. Raises ``ValueError`` when even one character and the hint do not fit.
+    or a letter with its combining marks is never split. Pages are stripped (whitespace
+    that carries a combining mark counts as a character); empty text gives ``[""]``.
+    Raises ``ValueError`` when even one character and the hint do not fit the budget.
     """
     if budget < 1:
         raise ValueError("budget must be at least 1 segment")

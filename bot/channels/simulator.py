@@ -7,6 +7,7 @@ Messages go through the same pipeline and outbox as real ones; "sending" hands t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.keys import DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound
 from bot.store.sqlite import Pending, Store
 
@@ -48,10 +50,8 @@ class SimulatorSender:
 
     async def wait_any(self, timeout: float) -> None:
         async with self._changed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
-            except TimeoutError:
-                pass
 
 
 def make_inbound(kind: str, address: str, text: str, choice: str | None = None,
@@ -63,9 +63,8 @@ def make_inbound(kind: str, address: str, text: str, choice: str | None = None,
     )
 
 
-def routes(app_keys) -> list[web.RouteDef]:
+def routes() -> list[web.RouteDef]:
     """The /simulator page and its small JSON API."""
-    intake_key, database_key, sender_key = app_keys
 
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(PAGE, headers={"Cache-Control": "no-store"})
@@ -87,7 +86,7 @@ def routes(app_keys) -> list[web.RouteDef]:
         if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 64):
             raise web.HTTPBadRequest(text="id, when given, must be a short string")
         inbound = make_inbound(kind, address, text, choice, data.get("language") or None, message_id)
-        reply = await request.app[intake_key].submit(inbound)
+        reply = await request.app[INTAKE].submit(inbound)
         return web.json_response({"stored": not reply.duplicate, "replies": len(reply.outbound_ids)})
 
     async def messages(request: web.Request) -> web.Response:
@@ -99,7 +98,7 @@ def routes(app_keys) -> list[web.RouteDef]:
             wait = min(float(request.query.get("wait", "0")), POLL_SECONDS)
         except ValueError:
             raise web.HTTPBadRequest(text="after and wait must be numbers") from None
-        database, sender = request.app[database_key], request.app[sender_key]
+        database, sender = request.app[DATABASE], request.app[SIMULATOR]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -47,6 +47,10 @@ class PlainSealer:
 
     def lookup_key(self, channel: str, address: str) -> str:
         return hashlib.sha256(f"{channel}\x00{address}".encode()).hexdigest()
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
@@ -138,6 +142,12 @@ class Store:
         assert set(fields) <= allowed, fields
         self.db.table("contacts").update(contact_id, fields)
 
+    def opt_out(self, contact_id: int, actor: str, now: datetime) -> None:
+        """Nothing more is sent to this contact until they opt in again."""
+        with self.transaction():
+            self.update_contact(contact_id, opted_out=1)
+            self.audit(actor, "opt_out", f"contact:{contact_id}", None, now)
+
     # Messages and the outbox ----------------------------------------------------------------------
 
     def store_inbound(self, contact_id: int, channel: str, provider_id: str, body: dict, now: datetime) -> int | None:
@@ -216,6 +226,22 @@ class Store:
                 "UPDATE messages SET status = 'failed', updated_at = ? WHERE id = ?", [iso(now), message_id]
             )
             self.audit("delivery", "message_failed", str(message_id), error, now)
+
+    def record_status(self, channel: str, provider_id: str, status: str, error: str | None) -> bool:
+        """A provider's delivery report on an outbound message; a late report never moves a status back."""
+        rank = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "undelivered": 3, "failed": 3}
+        row = self.db.execute(
+            "SELECT id, status FROM messages WHERE channel = ? AND direction = 'out' AND provider_id = ?",
+            [channel, provider_id],
+        ).fetchone()
+        if row is None:
+            return False
+        if rank.get(status, 0) >= rank.get(row[1], 0):
+            self.db.execute("UPDATE messages SET status = ?, updated_at = ? WHERE id = ?",
+                            [status, iso(_utcnow()), row[0]])
+        if error:
+            self.audit("provider", "delivery_error", f"message:{row[0]}", f"{status} {error}", _utcnow())
+        return True
 
     def backlog(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]

@@ -1,0 +1,67 @@
+"""Fakes of the provider APIs: small aiohttp servers on loopback that record every call."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+
+@dataclass
+class FakeTwilio:
+    """Twilio's Messages API. ``fail_next`` holds answers to give instead of success, in order."""
+
+    calls: list[dict] = field(default_factory=list)
+    fail_next: list[tuple[int, dict, dict]] = field(default_factory=list)
+    server: TestServer | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def close(self) -> None:
+        if self.server:
+            await self.server.close()
+
+    def sent(self) -> list[dict]:
+        """The messages Twilio accepted."""
+        return [call for call in self.calls if call["accepted"]]
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+        async def enough() -> None:
+            while len(self.sent()) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.sent()
+
+    async def _create(self, request: web.Request) -> web.Response:
+        form = dict(await request.post())
+        call = {"account": request.match_info["account"], "form": form, "auth": request.headers.get("Authorization")}
+        self.calls.append(call)
+        if self.fail_next:
+            status, body, headers = self.fail_next.pop(0)
+            call["accepted"] = False
+            self.arrived.set()
+            return web.json_response(body, status=status, headers=headers)
+        call["accepted"] = True
+        sid = f"SM{next(self._ids):032d}"
+        call["sid"] = sid
+        self.arrived.set()
+        return web.json_response({
+            "sid": sid, "status": "queued", "to": form.get("To"), "from": form.get("From"), "body": form.get("Body"),
+            "account_sid": request.match_info["account"], "num_segments": "1", "direction": "outbound-api",
+        }, status=201)
+
+
+def twilio_error(status: int, code: int, message: str) -> tuple[int, dict, dict]:
+    return status, {"code": code, "message": message, "more_info": "", "status": status}, {}

@@ -1,0 +1,205 @@
+"""SMS through Twilio: signed webhooks in, replies out through a fake Twilio REST API on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from bot.app import create_app
+from tests.conftest import SeededRandomness
+from tests.fakes import FakeTwilio, twilio_error
+
+TOKEN = "12345678901234567890123456789012"
+ACCOUNT = "AC" + "0" * 32
+PUBLIC = "https://helpline.example.org"
+
+
+@pytest.fixture
+async def twilio():
+    fake = FakeTwilio()
+    url = await fake.start()
+    fake.url = url
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def sms(aiohttp_client, config, clock, twilio):
+    config = config.replace(
+        server={"public_url": PUBLIC},
+        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": twilio.url},
+    )
+    return await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+
+
+_sids = iter(range(1, 10**6))
+
+
+def webhook(text: str, sender: str = "+60123456789", sid: str | None = None, **extra) -> dict:
+    params = {
+        "MessageSid": sid or f"SM{next(_sids):032d}", "SmsSid": "x", "AccountSid": ACCOUNT, "From": sender,
+        "To": "+15550006666", "Body": text, "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received",
+        "ApiVersion": "2010-04-01", "FromCountry": "MY",
+    }
+    params.update(extra)
+    return params
+
+
+def signed(params: dict, path: str = "/twilio/sms", token: str = TOKEN) -> dict:
+    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, params)}
+
+
+async def post(client, params: dict, path: str = "/twilio/sms", headers: dict | None = None):
+    return await client.post(path, data=params, headers=signed(params, path) if headers is None else headers)
+
+
+async def test_signed_webhook_is_stored_answered_with_empty_twiml_and_replied_through_rest(sms, twilio):
+    response = await post(sms, webhook("hello"))
+    assert response.status == 200
+    assert response.content_type == "text/xml"
+    assert "<Response></Response>" in await response.text()
+    [call] = await twilio.wait_for(1)
+    assert call["account"] == ACCOUNT
+    assert call["form"]["To"] == "+60123456789"
+    assert call["form"]["From"] == "+15550006666"
+    assert call["form"]["StatusCallback"] == PUBLIC + "/twilio/status"
+    assert "Welcome" in call["form"]["Body"] and "1. English" in call["form"]["Body"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Signature": "bm90IGEgc2lnbmF0dXJl"}])
+async def test_missing_or_wrong_signature_is_403_and_nothing_is_stored(sms, twilio, headers):
+    response = await post(sms, webhook("hello"), headers=headers)
+    assert response.status == 403
+    health = await (await sms.get("/metrics")).text()
+    assert 'helpline_messages_in_total{channel="sms"}' not in health
+    await asyncio.sleep(0.2)
+    assert twilio.calls == []
+
+
+async def test_signature_made_with_another_token_is_refused(sms):
+    params = webhook("hello")
+    response = await post(sms, params, headers=signed(params, token="0" * 32))
+    assert response.status == 403
+
+
+async def test_bad_requests_get_4xx(sms):
+    assert (await sms.post("/twilio/sms", data=b"{}", headers={"Content-Type": "application/json"})).status == 415
+    big = webhook("x" * 70_000)
+    assert (await post(sms, big)).status == 413
+    no_sender = webhook("hi")
+    del no_sender["From"]
+    assert (await post(sms, no_sender)).status == 400
+
+
+async def test_twilio_retry_of_the_same_message_sid_gets_one_reply(sms, twilio):
+    params = webhook("hello", sid="SM" + "d" * 32)
+    first, second = await asyncio.gather(post(sms, params), post(sms, params))
+    assert first.status == second.status == 200
+    await twilio.wait_for(1)
+    await asyncio.sleep(0.3)
+    assert len(twilio.sent()) == 1
+
+
+async def until(condition, clock, step_seconds: float = 30.0, tries: int = 100) -> None:
+    """Let the delivery worker retry: move the injected clock on until ``condition()`` holds."""
+    for _ in range(tries):
+        if condition():
+            return
+        clock.advance(seconds=step_seconds)
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never held")
+
+
+async def test_replies_in_order_under_429_and_500(sms, twilio, clock):
+    twilio.fail_next = [(429, {"code": 20429, "message": "Too Many Requests"}, {"Retry-After": "1"}),
+                        twilio_error(500, 20500, "Internal")]
+    await post(sms, webhook("hello"))
+    await post(sms, webhook("1"))
+    await until(lambda: len(twilio.sent()) >= 2, clock)
+    sent = twilio.sent()
+    assert "Welcome" in sent[0]["form"]["Body"]
+    assert "How can we help" in sent[1]["form"]["Body"]
+    assert [call["accepted"] for call in twilio.calls][:2] == [False, False]
+
+
+async def test_error_21610_marks_the_worker_opted_out_and_nothing_more_is_sent(sms, twilio):
+    twilio.fail_next = [twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")]
+    await post(sms, webhook("hello"))
+    for _ in range(50):
+        if twilio.calls:
+            break
+        await asyncio.sleep(0.05)
+    await post(sms, webhook("1"))
+    await asyncio.sleep(0.5)
+    assert twilio.sent() == []
+    metrics = await (await sms.get("/metrics")).text()
+    assert 'helpline_send_failures_total{channel="sms"} 1.0' in metrics
+
+
+async def test_stop_gets_one_confirmation_then_silence_until_start(sms, twilio):
+    await post(sms, webhook("hi"))
+    await twilio.wait_for(1)
+    await post(sms, webhook("stop"))
+    [_, confirmation] = await twilio.wait_for(2)
+    assert "no more messages" in confirmation["form"]["Body"]
+    await post(sms, webhook("menu"))
+    await asyncio.sleep(0.5)
+    assert len(twilio.sent()) == 2
+    await post(sms, webhook("START"))
+    sent = await twilio.wait_for(3)
+    assert "How can we help" in sent[2]["form"]["Body"]
+
+
+async def test_advanced_opt_out_type_stop_opts_out(sms, twilio):
+    await post(sms, webhook("ARRÊTER", OptOutType="STOP"))
+    [confirmation] = await twilio.wait_for(1)
+    assert "no more messages" in confirmation["form"]["Body"]
+
+
+async def test_status_callbacks_are_recorded_and_signature_checked(sms, twilio):
+    await post(sms, webhook("hi"))
+    [call] = await twilio.wait_for(1)
+    await asyncio.sleep(0.2)
+    status = {"MessageSid": call["sid"], "MessageStatus": "delivered", "AccountSid": ACCOUNT}
+    assert (await post(sms, status, path="/twilio/status", headers={})).status == 403
+    assert (await post(sms, status, path="/twilio/status")).status == 204
+    late = {**status, "MessageStatus": "sent"}
+    assert (await post(sms, late, path="/twilio/status")).status == 204
+    bad = {**status, "MessageStatus": "exploded"}
+    assert (await post(sms, bad, path="/twilio/status")).status == 400
+
+
+async def test_media_urls_are_stored_with_the_message(sms, twilio, config):
+    import sqlite3
+
+    params = webhook("photo of my contract", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME1",
+                     MediaContentType0="image/jpeg")
+    assert (await post(sms, params)).status == 200
+    with sqlite3.connect(config.storage.database) as db:
+        body = db.execute("SELECT body FROM messages WHERE direction = 'in'").fetchone()[0]
+    assert "https://api.twilio.com/media/ME1" in body
+
+
+async def test_messaging_service_sid_instead_of_from_number(aiohttp_client, config, clock, twilio):
+    config = config.replace(twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "messaging_service_sid": "MG" + "1" * 32,
+                                    "api_base_url": twilio.url}, server={"public_url": PUBLIC})
+    client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+    await post(client, webhook("hi"))
+    [call] = await twilio.wait_for(1)
+    assert call["form"]["MessagingServiceSid"] == "MG" + "1" * 32
+    assert "From" not in call["form"]
+
+
+async def test_unicode_nul_and_emoji_only_bodies_are_answered(sms, twilio):
+    for index, text in enumerate(["😀😀", "a\x00b", "ကျွန်တော် ကူညီပါ", ""]):
+        assert (await post(sms, webhook(text, sender=f"+6010000000{index}"))).status == 200
+    await twilio.wait_for(4)
+
+
+async def test_gsm_normalisation_of_typographic_characters_in_replies(sms, twilio):
+    await post(sms, webhook("hi"))
+    [call] = await twilio.wait_for(1)
+    body = call["form"]["Body"]
+    assert "’" not in body and "'" in body  # "workers’" would force UCS-2; it is sent as GSM-7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -83,8 +84,10 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
         all_senders["sms"] = sms_channel
     all_senders.update(senders or {})
 
-    def sent(pending: Pending) -> None:
+    async def sent(pending: Pending) -> None:
         metrics.messages_out.labels(pending.channel).inc()
+        if pending.channel in simulator.CHANNELS.values():
+            await sim.changed(pending.message_id)
 
     def failed(pending: Pending, reason: str) -> None:
         metrics.send_failures.labels(pending.channel).inc()
@@ -100,6 +103,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
             metrics.messages_in.labels(inbound.channel).inc()
             metrics.pipeline_seconds.observe(now - started)
         delivery.wake()
+        if any(inbound.channel in simulator.CHANNELS.values() for inbound, _, _ in results):
+            asyncio.get_running_loop().create_task(sim.changed())
 
     intake = Intake(database, pipeline, on_committed=committed)
     return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels)

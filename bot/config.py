@@ -139,15 +139,17 @@ def _section(section_field: dataclasses.Field, values: Any, where: str, environ:
     kwargs: dict[str, Any] = {}
     for key in known:
         env_name = f"HELPLINE_{name.upper()}_{key.upper()}"
+        if key in values:
+            kwargs[key] = _check_type(values[key], hints[key], f"{where}: [{name}] {key}")
+            label = f"{where}: [{name}] {key}"
         if env_name in environ:
             kwargs[key] = _from_env(environ[env_name], hints[key], env_name)
-        elif key in values:
-            kwargs[key] = _check_type(values[key], hints[key], f"{where}: [{name}] {key}")
-        else:
+            label = f"environment {env_name}"
+        if key not in kwargs:
             continue
         allowed = _CHOICES.get((name, key))
         if allowed and kwargs[key] not in allowed:
-            raise ConfigError(f"{where}: [{name}] {key} must be one of {', '.join(allowed)}, not {kwargs[key]!r}")
+            raise ConfigError(f"{label} must be one of {', '.join(allowed)}, not {kwargs[key]!r}")
     return cls(**kwargs)
 
 

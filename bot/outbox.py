@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Protocol
 
@@ -45,7 +45,7 @@ class Delivery:
     """Reads the outbox and hands each message to its channel's :class:`Sender`."""
 
     def __init__(self, database: Database, senders: dict[str, Sender], clock: Clock,
-                 on_sent: Callable[[Pending], None] | None = None,
+                 on_sent: Callable[[Pending], Awaitable[None]] | None = None,
                  on_failed: Callable[[Pending, str], None] | None = None):
         self.database = database
         self.senders = senders
@@ -128,7 +128,7 @@ class Delivery:
             return
         await self.database.call(Store.mark_sent, pending.message_id, provider_id, self.clock.now())
         if self.on_sent:
-            self.on_sent(pending)
+            await self.on_sent(pending)
 
     async def _fail(self, pending: Pending, reason: str) -> None:
         log.error("message %s to contact %s failed: %s", pending.message_id, pending.contact_id, reason)

@@ -110,6 +110,8 @@ class Turn:
 
     def run(self) -> None:
         keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
+        if keyword is not None and keyword.name == "opt_in" and not self.contact.opted_out:
+            keyword = None  # "yes" is an ordinary answer unless the worker opted out
         if self.contact.opted_out:
             if keyword and keyword.name in ("start", "opt_in", "sos"):
                 self.store.update_contact(self.contact.id, opted_out=0)

@@ -430,24 +430,26 @@ def _furthest(candidates: list[int], fits: Callable[[int], bool]) -> int | None:
 
 
 def paginate(text: str, budget: int, more_hint: str) -> list[str]:
-    """Split ``text`` into pages that each cost at most ``budget`` segments.
+    """Split ``text`` into the SMS pages to send, each costing at most ``budget`` segments.
 
-    Every page but the last is sent with ``more_hint`` on a line of its own, and that is
-    included in its cost. Pages break at a blank line, else at a line end, else between
-    words, else between characters; a blank-line or line break is taken only when it
-    fills at least half of what a word break would. A surrogate pair, an emoji sequence
-    or a letter with its combining marks is never split. Pages are stripped (whitespace
-    that carries a combining mark counts as a character); empty text gives ``[""]``.
-    Raises ``ValueError`` when even one character and the hint do not fit the budget.
+    Every page but the last ends with ``more_hint`` on a line of its own (nothing is added
+    when the hint is empty), and the hint counts in its cost. Pages break at a blank line,
+    else at a line end, else between words, else between characters; a blank-line or line
+    break is taken only when it fills at least half of what a word break would. A surrogate
+    pair, an emoji sequence or a letter with its combining marks is never split. The text
+    of each page is stripped (whitespace that carries a combining mark counts as a
+    character); empty text gives ``[""]``. Raises ``ValueError`` when even one character
+    and the hint do not fit the budget.
     """
     if budget < 1:
         raise ValueError("budget must be at least 1 segment")
     suffix = "\n" + more_hint if more_hint else ""
+    # Every atom costs at least one septet or unit, so no page holds more atoms than this.
+    most = 160 if budget == 1 else 153 * budget
     atoms = _strip(_atoms(text))
     pages: list[str] = []
     while atoms:
-        whole = "".join(atoms)
-        if segment_info(whole).segments <= budget:
+        if len(atoms) <= most and segment_info(whole := "".join(atoms)).segments <= budget:
             pages.append(whole)
             break
 
@@ -457,7 +459,7 @@ def paginate(text: str, budget: int, more_hint: str) -> list[str]:
         # Break opportunities: before each run of whitespace, with the run's level.
         levels: dict[int, int] = {}
         k = 0
-        while k < len(atoms):
+        while k <= most and k < len(atoms):
             if _is_gap(atoms[k]):
                 end = k
                 while end < len(atoms) and _is_gap(atoms[end]):
@@ -476,9 +478,9 @@ def paginate(text: str, budget: int, more_hint: str) -> list[str]:
                     cut = candidate
                     break
         else:
-            cut = _furthest(list(range(1, len(atoms))), fits)
+            cut = _furthest(list(range(1, min(len(atoms), most + 1))), fits)
             if cut is None:
                 raise ValueError(f"budget of {budget} segment(s) cannot hold one character and the hint")
-        pages.append("".join(_strip(atoms[:cut])))
+        pages.append("".join(_strip(atoms[:cut])) + suffix)
         atoms = _strip(atoms[cut:])
     return pages or [""]

@@ -180,3 +180,13 @@ async def test_long_sms_replies_are_paged_and_zero_sends_more(aiohttp_client, co
     assert "Passports Act" in " ".join(pages)
     assert "1. Another topic" in pages[-1]
     assert "What do you want to know?" in await worker.text("1")
+
+
+async def test_yes_is_an_ordinary_answer_unless_opted_out(worker):
+    await worker.text("hi")
+    await worker.text("1")
+    await worker.text("2")
+    await worker.text("1")
+    await worker.text("1")
+    await worker.text("not paid")
+    assert "Your case number is" in await worker.text("yes")

@@ -68,11 +68,19 @@ async def test_healthz_and_metrics_through_a_conversation(client, worker):
 
 async def test_simulator_rejects_bad_requests_without_storing(client):
     for payload in [b"not json", b"[1, 2]", b'{"channel": "fax", "address": "1", "text": "x"}',
-                    b'{"channel": "sms", "address": "", "text": "x"}', b'{"channel": "sms", "address": "1", "text": 5}']:
+                    b'{"channel": "sms", "address": "", "text": "x"}', b'{"channel": "sms", "address": "1", "text": 5}',
+                    b'{"channel": "sms", "address": "1", "text": "x", "language": 5}']:
         response = await client.post("/simulator/api/send", data=payload, headers={"Content-Type": "application/json"})
         assert response.status == 400, payload
-    big = await client.post("/simulator/api/send", data=b"x" * 100_000)
+    # A cross-site form post cannot reach the pipeline: only JSON is taken.
+    form = await client.post("/simulator/api/send", data=b'{"channel": "sms", "address": "1", "text": "x"}',
+                             headers={"Content-Type": "text/plain"})
+    assert form.status == 415
+    big = await client.post("/simulator/api/send", data=b"x" * 100_000, headers={"Content-Type": "application/json"})
     assert big.status == 413
+    for wait in ["nan", "-1", "inf", "soon"]:
+        poll = await client.get("/simulator/api/messages", params={"channel": "sms", "address": "1", "wait": wait})
+        assert poll.status == 400, wait
     worker = Worker(client, address="1")
     response = await client.get("/simulator/api/messages", params={"channel": "sms", "address": "1"})
     assert (await response.json())["messages"] == []

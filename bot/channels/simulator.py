@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,18 +27,24 @@ POLL_SECONDS = 20.0
 
 
 class SimulatorSender:
-    """Delivers at once, and wakes whoever waits for a reply."""
+    """Delivers at once, and wakes whoever waits for a change (a reply recorded as sent, a message stored)."""
 
     def __init__(self) -> None:
         self._changed = asyncio.Condition()
         self.sent: set[int] = set()
+        self.version = 0
         self._ids = itertools.count(1)
 
     async def send(self, pending: Pending) -> str:
-        async with self._changed:
-            self.sent.add(pending.message_id)
-            self._changed.notify_all()
         return f"SIM{pending.message_id}-{next(self._ids)}"
+
+    async def changed(self, sent_message_id: int | None = None) -> None:
+        """Called once a change is committed, so a waiter that looks again finds it."""
+        async with self._changed:
+            if sent_message_id is not None:
+                self.sent.add(sent_message_id)
+            self.version += 1
+            self._changed.notify_all()
 
     async def wait_sent(self, message_ids: list[int], timeout: float) -> bool:
         """Wait until every one of ``message_ids`` was delivered."""
@@ -48,10 +55,11 @@ class SimulatorSender:
                 return False
         return True
 
-    async def wait_any(self, timeout: float) -> None:
+    async def wait_change(self, since: int, timeout: float) -> None:
+        """Wait until something changed after ``version`` was ``since`` (or the timeout)."""
         async with self._changed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.version != since), timeout)
 
 
 def make_inbound(kind: str, address: str, text: str, choice: str | None = None,
@@ -70,6 +78,8 @@ def routes() -> list[web.RouteDef]:
         return web.FileResponse(PAGE, headers={"Cache-Control": "no-store"})
 
     async def send(request: web.Request) -> web.Response:
+        if request.content_type != "application/json":  # a cross-site form cannot send JSON without CORS
+            raise web.HTTPUnsupportedMediaType(text="expected application/json")
         try:
             data = await request.json()
         except ValueError:
@@ -82,10 +92,13 @@ def routes() -> list[web.RouteDef]:
             raise web.HTTPBadRequest(text="channel must be sms or telegram, address a short string")
         if not isinstance(text, str) or len(text) > MAX_TEXT or (choice is not None and not isinstance(choice, str)):
             raise web.HTTPBadRequest(text=f"text must be a string of at most {MAX_TEXT} characters")
+        language = data.get("language")
+        if language is not None and (not isinstance(language, str) or len(language) > 16):
+            raise web.HTTPBadRequest(text="language, when given, must be a short language code")
         message_id = data.get("id")
         if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 64):
             raise web.HTTPBadRequest(text="id, when given, must be a short string")
-        inbound = make_inbound(kind, address, text, choice, data.get("language") or None, message_id)
+        inbound = make_inbound(kind, address, text, choice, language or None, message_id)
         reply = await request.app[INTAKE].submit(inbound)
         return web.json_response({"stored": not reply.duplicate, "replies": len(reply.outbound_ids)})
 
@@ -95,17 +108,25 @@ def routes() -> list[web.RouteDef]:
             raise web.HTTPBadRequest(text="channel and address are required")
         try:
             after = int(request.query.get("after", "0"))
-            wait = min(float(request.query.get("wait", "0")), POLL_SECONDS)
+            wait = float(request.query.get("wait", "0"))
         except ValueError:
             raise web.HTTPBadRequest(text="after and wait must be numbers") from None
+        if not math.isfinite(wait) or wait < 0:
+            raise web.HTTPBadRequest(text="wait must be a number of seconds from 0 to 20")
+        wait = min(wait, POLL_SECONDS)
         database, sender = request.app[DATABASE], request.app[SIMULATOR]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
-            found = await database.call(_conversation, CHANNELS[kind], address, after)
-            if found or loop.time() >= deadline:
+            version = sender.version
+            try:
+                found = await database.call(_conversation, CHANNELS[kind], address, after)
+            except RuntimeError:  # shutting down: the database is closed
+                raise web.HTTPServiceUnavailable(text="shutting down") from None
+            gone = request.transport is None or request.transport.is_closing()
+            if found or gone or loop.time() >= deadline:
                 return web.json_response({"messages": found})
-            await sender.wait_any(deadline - loop.time())
+            await sender.wait_change(version, deadline - loop.time())
 
     return [
         web.get("/simulator", page),
@@ -122,7 +143,7 @@ def _conversation(store: Store, channel: str, address: str, after: int) -> list[
         return []
     result = []
     for message in store.messages_for(row[0], after):
-        if message["direction"] == "out" and message["status"] not in ("sent", "delivered"):
+        if message["direction"] == "out" and message["status"] in ("queued", "sending"):
             break  # keep the order: show nothing after a reply still in the outbox
         body = message["body"]
         result.append({

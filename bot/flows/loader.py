@@ -82,6 +82,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_ALL_KEYS = {"next", "sources", "choices", "save", "else", "with"}
 _NODE_KEYS = {
     "send": {"next", "sources"},
     "ask": {"choices", "save", "next", "sources"},
@@ -104,7 +105,7 @@ def load_flows(folder: str | Path) -> FlowSet:
     for path in files:
         _read_file(path, nodes, starts, problems)
     nodes = {node_id: _resolve_flow_names(node, nodes, starts) for node_id, node in nodes.items()}
-    _check_links(nodes, starts, problems)
+    _check_links(nodes, starts, problems, str(folder))
     if problems:
         raise FlowError(problems)
     return FlowSet(nodes=nodes, starts=starts)
@@ -113,10 +114,15 @@ def load_flows(folder: str | Path) -> FlowSet:
 def _read_file(path: Path, nodes: dict[str, Node], starts: dict[str, str], problems: list[Problem]) -> None:
     file = str(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader
+        source = path.read_text(encoding="utf-8")
+        data = yaml.load(source, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        problems.append(Problem(file, mark.line + 1 if mark else 0, f"not valid YAML: {error.problem}"))
+        # Where the problem was noticed, unless that is the end of the file (an unclosed quote): then where the
+        # trouble started.
+        at_end = error.problem_mark is None or error.problem_mark.index >= len(source.rstrip())
+        mark = (error.context_mark or error.problem_mark) if at_end else error.problem_mark
+        what = f"{error.context}: {error.problem}" if error.context else error.problem
+        problems.append(Problem(file, mark.line + 1 if mark else 0, f"not valid YAML: {what}"))
         return
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         problems.append(Problem(file, 0, f"not valid YAML: {error}"))
@@ -161,7 +167,9 @@ def _read_node(flow: str, name: str, raw: Any, file: str, line: int, problems: l
         return None
     kinds = [k for k in NODE_KINDS if k in raw]
     if len(kinds) != 1:
-        problem(f"must have exactly one of {', '.join(NODE_KINDS)} (has {', '.join(kinds) or 'none'})")
+        others = ", ".join(str(k) for k in raw if k not in NODE_KINDS and k not in _ALL_KEYS)
+        found = ", ".join(kinds) or "none" + (f"; unknown key {others}" if others else "")
+        problem(f"must have exactly one of {', '.join(NODE_KINDS)} (has {found})")
         return None
     kind = kinds[0]
     for key in raw:
@@ -297,7 +305,8 @@ def _resolve_flow_names(node: Node, nodes: dict[str, Node], starts: dict[str, st
     def resolve(name: str | None) -> str | None:
         if name is None or name in nodes:
             return name
-        return starts.get(name.split(".", 1)[1], name)
+        flow, bare = name.split(".", 1)
+        return starts.get(bare, name) if flow == node.flow else name
 
     return dataclasses.replace(
         node,
@@ -308,7 +317,7 @@ def _resolve_flow_names(node: Node, nodes: dict[str, Node], starts: dict[str, st
     )
 
 
-def _check_links(nodes: dict[str, Node], starts: dict[str, str], problems: list[Problem]) -> None:
+def _check_links(nodes: dict[str, Node], starts: dict[str, str], problems: list[Problem], folder: str) -> None:
     def resolve(name: str) -> str | None:
         name = starts.get(name, name)
         return name if name in nodes else None
@@ -319,7 +328,7 @@ def _check_links(nodes: dict[str, Node], starts: dict[str, str], problems: list[
                 problems.append(Problem(node.file, node.line, f"node {node.id!r} leads to unknown node {name!r}"))
     missing = [flow for flow in ENTRY_FLOWS if flow not in starts]
     for flow in missing:
-        problems.append(Problem("flows", 0, f"the flow {flow!r} is missing; the bot enters it by itself"))
+        problems.append(Problem(folder, 0, f"the flow {flow!r} is missing; the bot enters it by itself"))
     seen: set[str] = set()
     todo = [starts[flow] for flow in ENTRY_FLOWS if flow in starts]
     todo += [f"main.{name}" for name in ("menu",) if f"main.{name}" in nodes]

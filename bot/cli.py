@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 
 import click
@@ -45,9 +46,16 @@ def serve(config_path: str | None, log_level: str) -> None:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.store.sqlite import Store
 
     config = _config(config_path)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        Store(config.storage.database).close()  # opens and migrates: a bad path is a clear error, not a traceback
+    except (sqlite3.Error, OSError) as error:
+        click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
+                   err=True)
+        sys.exit(2)
     try:
         app = create_app(config)
     except FlowError as error:

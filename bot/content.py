@@ -89,6 +89,10 @@ def check_content(config: Config) -> ContentReport:
         report.errors.append(Problem(str(locales_dir), 0, f"cannot read the catalogs: {error}"))
         return report
     report.catalogs = catalogs
+    if config.content.default_language not in catalogs.languages:
+        report.errors.append(Problem(config.source, 0, f"[content] default_language "
+                                     f"{config.content.default_language!r} has no catalog (have: "
+                                     f"{', '.join(catalogs.languages)})"))
     texts: dict[str, tuple[str, int]] = dict(code_msgids or {})
     if report.flows is not None:
         for text in report.flows.texts():

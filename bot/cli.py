@@ -51,18 +51,18 @@ def serve(config_path: str | None, log_level: str) -> None:
     config = _config(config_path)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        Store(config.storage.database).close()  # opens and migrates: a bad path is a clear error, not a traceback
-    except (sqlite3.Error, OSError) as error:
-        click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
-                   err=True)
-        sys.exit(2)
-    try:
         app = create_app(config)
     except FlowError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
         click.echo("the flows or catalogs are broken; fix them (see `helpline flows check`) and start again", err=True)
         sys.exit(1)
+    try:
+        Store(config.storage.database).close()  # opens and migrates: a bad path is a clear error, not a traceback
+    except (sqlite3.Error, OSError) as error:
+        click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
+                   err=True)
+        sys.exit(2)
     click.echo(f"helpline: serving on http://{config.server.host}:{config.server.port} "
                f"(simulator: http://{config.server.host}:{config.server.port}/simulator)", err=True)
     web.run_app(app, host=config.server.host, port=config.server.port, print=None, shutdown_timeout=10.0)

@@ -265,12 +265,11 @@ class Turn:
             kept = {k: v for k, v in conversation.slots.items() if k in KEEP_AFTER_END}
             conversation.slots = kept
         if not self.send_nothing:
-            pages = render(conversation.said, self.caps, self.p.catalogs, conversation.language,
-                           self.p.settings.sms_budget)
-            if self.caps.sms and len(pages) > 1:
-                conversation.slots[PAGES] = [page.text for page in pages[1:]]
-                pages = pages[:1]
-            for page in pages:
+            rendered = render(conversation.said, self.caps, self.p.catalogs, conversation.language,
+                              self.p.settings.sms_budget)
+            if rendered.later:
+                conversation.slots[PAGES] = rendered.later
+            for page in rendered.now:
                 body = {"text": page.text, "buttons": [[b.label, b.value] for b in page.buttons]}
                 if self.opt_out:
                     body["opt_out_notice"] = True  # the one message an opted-out worker still gets

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bot import sms
 from bot.flows.engine import Say
@@ -12,15 +13,23 @@ from bot.messages import Button, Capabilities, Outbound
 MORE_HINT = _("Reply 0 for more.")
 
 
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What to send now, and SMS pages kept until the worker replies 0."""
+
+    now: list[Outbound]
+    later: list[str]
+
+
 def render(
     said: Sequence[Say], caps: Capabilities, catalogs: Catalogs, language: str | None, sms_budget: int
-) -> list[Outbound]:
-    """One turn's texts joined into one message, as pages: on SMS each page fits the segment budget and
-    all but the last end with "Reply 0 for more" (the pipeline sends the first and keeps the rest until the
-    worker asks); elsewhere pages split at the channel's length limit and are all sent. Choices become
-    numbered lines on SMS and buttons where the channel has them."""
+) -> Rendered:
+    """One turn's texts joined into one message. Choices become numbered lines on SMS and buttons where the
+    channel has them. On SMS a reply over the segment budget is paged ("Reply 0 for more" on every page but
+    the last) and only the first page goes now, except that a closing question always goes too, so a worker
+    is never left without the choices. Elsewhere long texts split at the channel's limit and all go now."""
     if not said:
-        return []
+        return Rendered([], [])
     paragraphs: list[str] = []
     buttons: tuple[Button, ...] = ()
     for say in said:
@@ -30,13 +39,20 @@ def render(
             buttons = tuple(Button(label, str(number)) for number, label in enumerate(labels, start=1))
         elif labels:
             text += "\n" + "\n".join(f"{number}. {label}" for number, label in enumerate(labels, start=1))
-        paragraphs.append(text.strip())
-    body = "\n\n".join(p for p in paragraphs if p)
-    if caps.sms:
-        hint = catalogs.gettext(language, MORE_HINT)
-        return [Outbound(page) for page in sms.paginate(sms.fit(body), sms_budget, sms.fit(hint))]
-    pages = split_paragraphs(body, caps.max_length)
-    return [Outbound(page, buttons if index == len(pages) - 1 else ()) for index, page in enumerate(pages)]
+        if text.strip():
+            paragraphs.append(text.strip())
+    body = "\n\n".join(paragraphs)
+    if not caps.sms:
+        pages = split_paragraphs(body, caps.max_length)
+        return Rendered([Outbound(page, buttons if i == len(pages) - 1 else ()) for i, page in enumerate(pages)], [])
+    hint = sms.fit(catalogs.gettext(language, MORE_HINT))
+    pages = sms.paginate(sms.fit(body), sms_budget, hint)
+    question = said[-1].choices and len(paragraphs) > 1
+    if len(pages) == 1 or not question:
+        return Rendered([Outbound(pages[0])], pages[1:])
+    lead = sms.paginate(sms.fit("\n\n".join(paragraphs[:-1])), sms_budget, hint)
+    asked = sms.paginate(sms.fit(paragraphs[-1]), sms_budget, hint)
+    return Rendered([Outbound(lead[0]), Outbound(asked[0])], lead[1:] + asked[1:])
 
 
 def split_paragraphs(text: str, limit: int) -> list[str]:

@@ -12,6 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels import simulator
+from bot.channels.telegram import TelegramChannel
 from bot.channels.twilio_sms import TwilioChannel
 from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
 from bot.config import Config
@@ -44,9 +45,9 @@ class Bot:
 
     async def start(self) -> None:
         await self.database.open()
+        self.intake.start()
         for channel in self.channels:
             await channel.start()
-        self.intake.start()
         self.delivery.start()
 
     async def stop(self) -> None:
@@ -82,6 +83,12 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
         sms_channel = TwilioChannel(config.twilio, config.server.public_url)
         channels.append(sms_channel)
         all_senders["sms"] = sms_channel
+    telegram_channel = None
+    if config.telegram.token:
+        telegram_channel = TelegramChannel(config.telegram, config.server.public_url,
+                                           config.escalation.telegram_chat_id)
+        channels.append(telegram_channel)
+        all_senders["telegram"] = telegram_channel
     all_senders.update(senders or {})
 
     async def sent(pending: Pending) -> None:
@@ -107,6 +114,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
             asyncio.get_running_loop().create_task(sim.changed())
 
     intake = Intake(database, pipeline, on_committed=committed)
+    if telegram_channel is not None:
+        telegram_channel.intake = intake
     return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels)
 
 

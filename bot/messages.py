@@ -20,6 +20,8 @@ class Inbound:
         choice: the value of a pressed button, when the worker pressed one.
         language_hint: the language the client reports (Telegram's ``language_code``), if any.
         name: the display name the channel reports, if any.
+        kind: ``message``; ``edited`` (a corrected message); ``blocked`` / ``unblocked`` (the worker blocked
+            or unblocked the bot: no text, no reply).
     """
 
     channel: str
@@ -31,6 +33,7 @@ class Inbound:
     choice: str | None = None
     language_hint: str | None = None
     name: str | None = None
+    kind: str = "message"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ message, everything it changes and every reply it queues are stored together or 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 RESUME = "@resume"  # the pseudo-node of "continue where you left off, or start again?"
 PAGES = "_pages"  # SMS pages not yet sent, until the worker replies 0
 SAVED = "_saved_node"
-KEEP_AFTER_END = ("country",)  # slots worth remembering between conversations
+EVIDENCE = "_evidence"  # media sent before a case exists, attached when one opens
+KEEP_AFTER_END = ("country", EVIDENCE)  # slots worth remembering between conversations
 MAX_SLOT_LENGTH = 2000
 STATUS_NAMES = {
     "new": _("received, waiting for a staff member"),
@@ -109,6 +111,18 @@ class Turn:
     # The turn --------------------------------------------------------------------------------------
 
     def run(self) -> None:
+        kind = self.inbound.kind
+        if kind in ("blocked", "unblocked"):
+            self.send_nothing = True
+            if kind == "blocked":
+                self.store.opt_out(self.contact.id, "worker", self.now)
+            elif self.contact.opted_out:
+                self.store.update_contact(self.contact.id, opted_out=0)
+                self.store.audit("worker", "opt_in", f"contact:{self.contact.id}", None, self.now)
+            return self.finish()
+        if kind == "edited" and (self.conversation.node in (None, RESUME) or self.contact.opted_out):
+            self.send_nothing = True  # a correction counts only as the answer to a waiting question
+            return self.finish()
         keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
         if keyword is not None and keyword.name == "opt_in" and not self.contact.opted_out:
             keyword = None  # "yes" is an ordinary answer unless the worker opted out
@@ -125,6 +139,8 @@ class Turn:
             self.keyword(keyword)
         elif self.conversation.slots.get(PAGES) and as_number(self.inbound.text) == 0:
             self.next_page()
+        elif self.inbound.media and not self.inbound.text.strip():
+            self.evidence()
         else:
             self.conversation.slots.pop(PAGES, None)
             self.answer()
@@ -169,6 +185,20 @@ class Turn:
                              ((_("Continue"), True), (_("Start again"), True)))
             return
         self.p.engine.answer(conversation, self.inbound.text[:MAX_SLOT_LENGTH], self.inbound.choice, self.actions)
+
+    def evidence(self) -> None:
+        """A photo, document, location or contact without words: kept with the worker's case."""
+        conversation = self.conversation
+        case = self.store.open_case_for(self.contact.id)
+        if case is not None:
+            self.store.case_event(case["id"], "evidence", "worker", json.dumps(list(self.inbound.media)), self.now)
+            conversation.say(_("Thank you. We added this to your case {reference}."), reference=case["reference"])
+        else:
+            conversation.slots.setdefault(EVIDENCE, []).extend(self.inbound.media)
+            conversation.say(_("Thank you, we keep it safe. If it is about a problem, send MENU and choose "
+                               "\"Report a problem\": we will add it to your report."))
+        if conversation.node not in (None, RESUME):
+            self.p.engine.ask_again(conversation)
 
     def resume_choice(self) -> None:
         conversation = self.conversation
@@ -222,6 +252,8 @@ class Turn:
             category=_first(slots.get("problem")), country=slots.get("country"),
         )
         self.store.case_event(case_id, "opened", "worker", None, self.now)
+        if slots.get(EVIDENCE):
+            self.store.case_event(case_id, "evidence", "worker", json.dumps(slots.pop(EVIDENCE)), self.now)
         slots["reference"] = reference
         self.reply.events.append(f"case_opened:{reference}")
         return {"id": case_id, "reference": reference}

@@ -65,3 +65,68 @@ class FakeTwilio:
 
 def twilio_error(status: int, code: int, message: str) -> tuple[int, dict, dict]:
     return status, {"code": code, "message": message, "more_info": "", "status": status}, {}
+
+
+@dataclass
+class FakeTelegram:
+    """The Telegram Bot API (python-telegram-bot posts form-encoded bodies). ``fail_next`` holds
+    (status, description, parameters) answers to give to sendMessage instead of success."""
+
+    calls: list[tuple[str, dict]] = field(default_factory=list)
+    fail_next: list[tuple[int, str, dict]] = field(default_factory=list)
+    updates: list[dict] = field(default_factory=list)
+    server: TestServer | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/bot{token}/{method}", self._method)
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def close(self) -> None:
+        if self.server:
+            await self.server.close()
+
+    def called(self, method: str) -> list[dict]:
+        return [form for name, form in self.calls if name == method]
+
+    def sent(self) -> list[dict]:
+        return [form for form in self.called("sendMessage") if form.get("_accepted")]
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+        async def enough() -> None:
+            while len(self.sent()) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        await asyncio.wait_for(enough(), timeout)
+        return self.sent()
+
+    async def _method(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        form = dict(await request.post())
+        self.calls.append((method, form))
+        self.arrived.set()
+        if method == "getMe":
+            return _ok({"id": 999, "is_bot": True, "first_name": "Helpline", "username": "HelplineTestBot"})
+        if method == "getUpdates":
+            updates, self.updates = self.updates, []
+            if not updates:
+                await asyncio.sleep(0.05)
+            return _ok(updates)
+        if method == "sendMessage":
+            if self.fail_next:
+                status, description, parameters = self.fail_next.pop(0)
+                return web.json_response({"ok": False, "error_code": status, "description": description,
+                                          "parameters": parameters}, status=status)
+            form["_accepted"] = True
+            return _ok({"message_id": next(self._ids), "date": 1767225600,
+                        "chat": {"id": int(form["chat_id"]), "type": "private"}, "text": form.get("text", "")})
+        return _ok(True)
+
+
+def _ok(result) -> web.Response:
+    return web.json_response({"ok": True, "result": result})

@@ -1,0 +1,252 @@
+"""Telegram through python-telegram-bot, used as a library inside our own aiohttp server.
+
+The webhook checks Telegram's secret header in constant time, turns each update into an ``Inbound`` for the
+one pipeline, and answers 200 once it is stored. Replies leave through the outbox and PTB's ``Bot``, paced by
+PTB's ``AIORateLimiter`` (overall and per-group limits) and about one message a second per chat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.ext import AIORateLimiter, Application
+
+from bot.config import TelegramConfig
+from bot.intake import Unavailable
+from bot.keys import INTAKE
+from bot.messages import Inbound
+from bot.outbox import SendError
+from bot.store.sqlite import Pending
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "telegram"
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
+PER_CHAT_INTERVAL = 1.0  # Telegram: about one message a second to the same chat
+MAX_UPDATE_BYTES = 64 * 1024
+
+
+class TelegramChannel:
+    def __init__(self, config: TelegramConfig, public_url: str, staff_chat_id: int = 0):
+        self.config = config
+        self.public_url = public_url.rstrip("/")
+        self.staff_chat_id = staff_chat_id
+        builder = Application.builder().token(config.token).updater(None)
+        if config.api_base_url:
+            base = config.api_base_url.rstrip("/")
+            builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
+        self.application = builder.rate_limiter(AIORateLimiter(max_retries=0)).build()
+        self._last_sent: dict[int, float] = {}
+        self._polling: asyncio.Task | None = None
+        self._background: set[asyncio.Task] = set()
+        self.intake: Any = None  # the app's Intake, for polling mode
+
+    @property
+    def bot(self) -> Bot:
+        return self.application.bot
+
+    # Lifecycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.application.initialize()  # getMe: a wrong token stops the start here
+        await self.application.start()
+        if self.config.mode == "polling":
+            await self.bot.delete_webhook()
+            self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
+        elif self.public_url:
+            await self.bot.set_webhook(
+                url=f"{self.public_url}/telegram/webhook", secret_token=self.config.webhook_secret or None,
+                allowed_updates=ALLOWED_UPDATES,
+            )
+
+    async def close(self) -> None:
+        if self._polling is not None:
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+        for task in list(self._background):
+            with contextlib.suppress(Exception):
+                await task
+        await self.application.stop()
+        await self.application.shutdown()
+
+    # Inbound ---------------------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post("/telegram/webhook", self.webhook)]
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        expected = self.config.webhook_secret
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if expected and not secrets.compare_digest(given.encode(), expected.encode()):
+            log.warning("telegram webhook: wrong or missing secret token; nothing stored")
+            raise web.HTTPUnauthorized(text="wrong secret token")
+        if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPDATE_BYTES, actual_size=request.content_length)
+        try:
+            data = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            raise web.HTTPBadRequest(text="expected a JSON update") from None
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            raise web.HTTPBadRequest(text="an update is a JSON object with an update_id")
+        await self.take(request.app[INTAKE], data)
+        return web.Response(status=200)
+
+    async def take(self, intake: Any, data: dict) -> None:
+        """Hand one update to the pipeline (the webhook and polling both come here)."""
+        update = self.parse(data)
+        inbound = self.inbound(update, data) if update is not None else None
+        if inbound is None:
+            log.info("telegram update %s ignored (%s)", data.get("update_id"), _kind(data))
+            return
+        try:
+            await intake.submit(inbound)
+        except Unavailable:
+            raise web.HTTPServiceUnavailable(text="try again") from None
+        if update.callback_query is not None:
+            self._later(self._answer_callback(update.callback_query.id))
+
+    def parse(self, data: dict) -> Update | None:
+        """PTB's Update, also for the older update shapes of Telegram's own samples (users without is_bot,
+        callback queries without chat_instance), which PTB 22 refuses as they are."""
+        for attempt in (data, _completed(data)):
+            try:
+                return Update.de_json(attempt, self.bot)
+            except (TypeError, KeyError, ValueError) as error:
+                failure = error
+        log.warning("telegram update %s could not be read: %s", data.get("update_id"), failure)
+        return None
+
+    def inbound(self, update: Update, data: dict) -> Inbound | None:
+        """The update as an Inbound, or None for what the pipeline does not take (groups, unknown kinds)."""
+        provider_id = str(update.update_id)
+        now = datetime.now(UTC)
+        member = update.my_chat_member
+        if member is not None:
+            if member.chat.type != "private":
+                return None
+            kind = "blocked" if member.new_chat_member.status == "kicked" else "unblocked"
+            return Inbound(CHANNEL, str(member.chat.id), provider_id, "", now, kind=kind)
+        query = update.callback_query
+        if query is not None:
+            if query.message is None or query.message.chat.type != "private":
+                return None
+            return Inbound(CHANNEL, str(query.message.chat.id), provider_id, query.data or "", now,
+                           choice=query.data or "", language_hint=query.from_user.language_code,
+                           name=query.from_user.first_name)
+        message = update.message or update.edited_message
+        if message is None or message.chat.type != "private":
+            return None  # groups are for staff (see escalation), never for workers' conversations
+        media: list[str] = []
+        if message.photo:
+            media.append(f"telegram:photo:{message.photo[-1].file_id}")
+        if message.document:
+            media.append(f"telegram:document:{message.document.file_id}")
+        if message.location:
+            media.append(f"geo:{message.location.latitude},{message.location.longitude}")
+        if message.contact:
+            media.append(f"tel:{message.contact.phone_number}")
+        user = message.from_user
+        return Inbound(
+            CHANNEL, str(message.chat.id), provider_id, message.text or message.caption or "", now,
+            media=tuple(media), language_hint=user.language_code if user else None,
+            name=user.first_name if user else None,
+            kind="edited" if update.edited_message is not None else "message",
+        )
+
+    async def _answer_callback(self, query_id: str) -> None:
+        try:
+            await self.bot.answer_callback_query(query_id)
+        except TelegramError as error:  # too late or already answered: the button still worked
+            log.info("answerCallbackQuery failed: %s", error)
+
+    def _later(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _poll(self) -> None:
+        """Development without a public URL: long-poll getUpdates, same pipeline."""
+        offset = 0
+        while True:
+            try:
+                updates = await self.bot.get_updates(offset=offset, timeout=25, allowed_updates=ALLOWED_UPDATES)
+            except RetryAfter as error:
+                await asyncio.sleep(_seconds(error.retry_after))
+                continue
+            except (NetworkError, TimedOut) as error:
+                log.warning("getUpdates failed: %s", error)
+                await asyncio.sleep(3)
+                continue
+            for update in updates:
+                try:
+                    await self.take(self.intake, update.to_dict())
+                except web.HTTPServiceUnavailable:
+                    await asyncio.sleep(1)
+                    break  # not acknowledged: getUpdates gives it again
+                offset = update.update_id + 1
+
+    # Outbound --------------------------------------------------------------------------------------
+
+    async def send(self, pending: Pending) -> str | None:
+        chat_id = int(pending.address)
+        wait = self._last_sent.get(chat_id, 0.0) + PER_CHAT_INTERVAL - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        buttons = pending.body.get("buttons") or []
+        markup = InlineKeyboardMarkup(
+            [[InlineKeyboardButton(label, callback_data=value)] for label, value in buttons]
+        ) if buttons else None
+        try:
+            message = await self.bot.send_message(chat_id, pending.body.get("text") or " ", reply_markup=markup)
+        except RetryAfter as error:
+            raise SendError(f"Telegram 429: retry after {error.retry_after}", retry_after=_seconds(error.retry_after)) \
+                from None
+        except Forbidden as error:
+            raise SendError(f"Telegram 403: {error.message}", permanent=True, opted_out=True) from None
+        except BadRequest as error:
+            raise SendError(f"Telegram 400: {error.message}", permanent=True) from None
+        except (TimedOut, NetworkError) as error:
+            raise SendError(f"network: {error.message}") from None
+        finally:
+            self._last_sent[chat_id] = time.monotonic()
+        return str(message.message_id)
+
+
+def _seconds(value: Any) -> float:
+    return value.total_seconds() if hasattr(value, "total_seconds") else float(value)
+
+
+def _kind(data: dict) -> str:
+    return ", ".join(key for key in data if key != "update_id") or "empty"
+
+
+def _completed(data: dict) -> dict:
+    """A copy with the fields PTB requires and old samples lack filled in with neutral values."""
+
+    def fill(value: Any, key: str = "") -> Any:
+        if isinstance(value, dict):
+            value = {k: fill(v, k) for k, v in value.items()}
+            if key in ("from", "user", "new_chat_member", "old_chat_member") and "id" in value:
+                value.setdefault("is_bot", False)
+                value.setdefault("first_name", "")
+            if key == "callback_query":
+                value.setdefault("chat_instance", "")
+            if key == "chat" and "id" in value:
+                value.setdefault("type", "private")
+            return value
+        if isinstance(value, list):
+            return [fill(v, key) for v in value]
+        return value
+
+    return fill(data)

@@ -1,0 +1,218 @@
+"""Telegram through python-telegram-bot: real updates through the real webhook, a fake Bot API on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bot.app import create_app
+from tests.conftest import SeededRandomness
+from tests.fakes import FakeTelegram
+
+SECRET = "s3cret-token_value"
+REFERENCE = json.loads((Path(__file__).parent / "data" / "telegram_updates.json").read_text())
+HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+_ids = iter(range(700_000_000, 800_000_000))
+
+
+@pytest.fixture
+async def telegram():
+    fake = FakeTelegram()
+    fake.url = await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+async def tg(aiohttp_client, config, clock, telegram):
+    config = config.replace(
+        server={"public_url": "https://helpline.example.org"},
+        telegram={"token": "123456:TEST-token", "webhook_secret": SECRET, "api_base_url": telegram.url},
+    )
+    return await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+
+
+def message(text: str, chat: int = 1111111, language: str = "en", **extra) -> dict:
+    return {"update_id": next(_ids), "message": {
+        "message_id": next(_ids), "date": 1767225600, "text": text,
+        "chat": {"id": chat, "type": "private", "first_name": "Test"},
+        "from": {"id": chat, "is_bot": False, "first_name": "Test", "language_code": language}, **extra}}
+
+
+def press(value: str, chat: int = 1111111) -> dict:
+    return {"update_id": next(_ids), "callback_query": {
+        "id": f"cb{next(_ids)}", "chat_instance": "42", "data": value,
+        "from": {"id": chat, "is_bot": False, "first_name": "Test"},
+        "message": {"message_id": 5, "date": 1767225600, "chat": {"id": chat, "type": "private"}, "text": "menu"}}}
+
+
+async def send(client, update: dict, headers: dict | None = None):
+    return await client.post("/telegram/webhook", json=update, headers=HEADERS if headers is None else headers)
+
+
+async def test_start_sets_the_webhook_with_the_secret_and_the_update_types(tg, telegram):
+    [call] = telegram.called("setWebhook")
+    assert call["url"] == "https://helpline.example.org/telegram/webhook"
+    assert call["secret_token"] == SECRET
+    assert json.loads(call["allowed_updates"]) == ["message", "edited_message", "callback_query", "my_chat_member"]
+    assert telegram.called("getMe")
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}])
+async def test_wrong_or_missing_secret_is_401_and_nothing_is_stored(tg, telegram, headers, config):
+    response = await send(tg, message("hi"), headers=headers)
+    assert response.status == 401
+    with sqlite3.connect(config.storage.database) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+
+
+async def test_start_command_gets_buttons_and_a_press_is_the_same_as_typing_the_number(tg, telegram):
+    assert (await send(tg, message("/start"))).status == 200
+    [first] = await telegram.wait_for(1)
+    keyboard = json.loads(first["reply_markup"])["inline_keyboard"]
+    assert keyboard[0][0] == {"text": "English", "callback_data": "1"}
+    await send(tg, press("1"))
+    menu = (await telegram.wait_for(2))[1]
+    labels = [row[0]["text"] for row in json.loads(menu["reply_markup"])["inline_keyboard"]]
+    assert labels == ["Know my rights", "Report a problem", "Talk to a person", "I am in danger now"]
+    await asyncio.sleep(0.1)
+    assert telegram.called("answerCallbackQuery")
+    await send(tg, message("1"))  # typed: the same as pressing "Know my rights"
+    assert "Which country" in (await telegram.wait_for(3))[2]["text"]
+
+
+async def test_deep_link_sets_the_language(tg, telegram):
+    await send(tg, message("/start my"))
+    [first] = await telegram.wait_for(1)
+    assert any("\u1000" <= ch <= "\u109f" for ch in first["text"])
+
+
+async def test_the_same_update_twice_gets_one_reply(tg, telegram):
+    update = message("hi")
+    first, second = await asyncio.gather(send(tg, update), send(tg, copy.deepcopy(update)))
+    assert first.status == second.status == 200
+    await telegram.wait_for(1)
+    await asyncio.sleep(0.3)
+    assert len(telegram.sent()) == 1
+
+
+async def test_every_reference_update_is_handled_without_error(tg, telegram):
+    updates = [sample["update"] for sample in REFERENCE["official_marvin_samples"].values()]
+    updates += [sample["update"] for sample in REFERENCE["schema_complete"].values()]
+    for update in updates:
+        response = await send(tg, update)
+        assert response.status == 200, (update, await response.text())
+
+
+async def test_bad_requests_are_4xx(tg):
+    assert (await tg.post("/telegram/webhook", data=b"{not json", headers=HEADERS)).status == 400
+    assert (await tg.post("/telegram/webhook", data=b"[1]", headers=HEADERS)).status == 400
+    assert (await tg.post("/telegram/webhook", data=b"x" * 100_000, headers=HEADERS)).status == 413
+    unknown = await send(tg, {"update_id": 5, "poll": {"id": "1"}})
+    assert unknown.status == 200  # an update type we do not take is acknowledged and ignored
+
+
+async def test_group_messages_are_ignored(tg, telegram):
+    update = message("hello group")
+    update["message"]["chat"] = {"id": -100123, "type": "supergroup", "title": "Somewhere"}
+    assert (await send(tg, update)).status == 200
+    await asyncio.sleep(0.3)
+    assert telegram.sent() == []
+
+
+async def test_blocking_the_bot_stops_messages_and_unblocking_resumes(tg, telegram):
+    await send(tg, message("hi"))
+    await telegram.wait_for(1)
+    blocked = REFERENCE["schema_complete"]
+    kicked = next(s["update"] for s in blocked.values() if s["update_type"] == "my_chat_member")
+    await send(tg, kicked)
+    await send(tg, message("1"))
+    await asyncio.sleep(0.4)
+    assert len(telegram.sent()) == 1
+    unblock = copy.deepcopy(kicked)
+    unblock["update_id"] = next(_ids)
+    unblock["my_chat_member"]["new_chat_member"]["status"] = "member"
+    await send(tg, unblock)
+    await send(tg, message("menu"))
+    assert "How can we help" in (await telegram.wait_for(2))[1]["text"]
+
+
+async def test_403_marks_the_worker_opted_out(tg, telegram, config):
+    telegram.fail_next = [(403, "Forbidden: bot was blocked by the user", {})]
+    await send(tg, message("hi"))
+    for _ in range(50):
+        if telegram.called("sendMessage"):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
+    with sqlite3.connect(config.storage.database) as db:
+        assert db.execute("SELECT opted_out FROM contacts").fetchone()[0] == 1
+
+
+async def test_429_retry_after_is_honoured(tg, telegram, clock):
+    telegram.fail_next = [(429, "Too Many Requests: retry after 7", {"retry_after": 7})]
+    await send(tg, message("hi"))
+    for _ in range(50):
+        if telegram.called("sendMessage"):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert telegram.sent() == []
+    clock.advance(seconds=8)
+    [reply] = await telegram.wait_for(1)
+    assert "Welcome" in reply["text"]
+
+
+async def test_edited_message_counts_only_while_a_question_waits(tg, telegram):
+    await send(tg, message("hi"))
+    await send(tg, press("1"))
+    await send(tg, press("2"))  # report a problem
+    await send(tg, press("1"))
+    await send(tg, press("1"))  # Malaysia: "In your own words..."
+    await telegram.wait_for(5)
+    original = message("my boss keeps my pasport")
+    await send(tg, original)
+    await telegram.wait_for(6)
+    edited = {"update_id": next(_ids), "edited_message": {**original["message"], "text": "my boss keeps my passport",
+                                                          "edit_date": 1767225700}}
+    await send(tg, edited)  # now at "May our staff write to you": not a free-text answer
+    answer = (await telegram.wait_for(7))[6]["text"]
+    assert "did not understand" in answer
+
+
+async def test_photo_is_kept_as_evidence_on_the_open_case(tg, telegram, config):
+    for update in [message("hi"), press("1"), press("2"), press("1"), press("1"), message("not paid"), press("1")]:
+        await send(tg, update)
+    replies = await telegram.wait_for(7)
+    assert "Your case number is" in replies[-1]["text"]
+    photo = message("")
+    del photo["message"]["text"]
+    photo["message"]["photo"] = [{"file_id": "AgACphoto", "file_unique_id": "u1", "width": 90, "height": 90}]
+    await send(tg, photo)
+    assert "We added this to your case" in (await telegram.wait_for(8))[7]["text"]
+    with sqlite3.connect(config.storage.database) as db:
+        detail = db.execute("SELECT detail FROM case_events WHERE kind = 'evidence'").fetchone()[0]
+    assert "telegram:photo:AgACphoto" in detail
+
+
+async def test_long_texts_are_split_on_paragraphs_under_4096(tg, telegram):
+    from bot.render import split_paragraphs
+
+    text = "\n\n".join(["word " * 300] * 5)
+    pages = split_paragraphs(text, 4096)
+    assert all(len(page) <= 4096 for page in pages)
+    assert "".join(pages).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
+
+
+async def test_polling_mode_takes_updates_through_the_same_pipeline(aiohttp_client, config, clock, telegram):
+    config = config.replace(telegram={"token": "123456:TEST-token", "mode": "polling", "api_base_url": telegram.url})
+    telegram.updates = [message("hi", chat=2222222)]
+    await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+    [reply] = await telegram.wait_for(1)
+    assert reply["chat_id"] == "2222222" and "Welcome" in reply["text"]
+    assert telegram.called("deleteWebhook") and not telegram.called("setWebhook")

@@ -102,7 +102,8 @@ def flows() -> None:
 
 @flows.command("check")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object: ok, errors, warnings, locales, messages, sources.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object: ok, errors, warnings, locales, messages, sources.")
 def flows_check(config_path: str | None, as_json: bool) -> None:
     """Validate flows and catalogs; exit 1 on any error.
 

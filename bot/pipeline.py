@@ -206,10 +206,10 @@ class Turn:
         typed = self.inbound.choice or self.inbound.text
         number = as_number(typed)
         word = normalise(typed)
-        if number == 1 or word == normalise(self.p.catalogs.gettext(conversation.language, "Continue")):
-            if saved in self.p.flows.nodes:
-                conversation.node = saved
-                return self.p.engine.ask_again(conversation)
+        wants_to_continue = number == 1 or word == normalise(self.p.catalogs.gettext(conversation.language, "Continue"))
+        if wants_to_continue and saved in self.p.flows.nodes:
+            conversation.node = saved
+            return self.p.engine.ask_again(conversation)
         self.enter("main.menu")
 
     def enter(self, target: str) -> None:

@@ -183,7 +183,8 @@ async def test_media_urls_are_stored_with_the_message(sms, twilio, config):
 
 
 async def test_messaging_service_sid_instead_of_from_number(aiohttp_client, config, clock, twilio):
-    config = config.replace(twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "messaging_service_sid": "MG" + "1" * 32,
+    config = config.replace(twilio={"account_sid": ACCOUNT, "auth_token": TOKEN,
+                                    "messaging_service_sid": "MG" + "1" * 32,
                                     "api_base_url": twilio.url}, server={"public_url": PUBLIC})
     client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
     await post(client, webhook("hi"))

@@ -145,7 +145,8 @@ def _read_file(path: Path, nodes: dict[str, Node], starts: dict[str, str], probl
         return
     start = data.get("start")
     if not isinstance(start, str) or start not in raw_nodes:
-        problems.append(Problem(file, data.lines.get("start", 1), f"'start' must name a node of this file, not {start!r}"))
+        problems.append(Problem(file, data.lines.get("start", 1),
+                                f"'start' must name a node of this file, not {start!r}"))
     else:
         starts[flow] = f"{flow}.{start}"
     for name, raw in raw_nodes.items():

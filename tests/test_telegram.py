@@ -216,3 +216,16 @@ async def test_polling_mode_takes_updates_through_the_same_pipeline(aiohttp_clie
     [reply] = await telegram.wait_for(1)
     assert reply["chat_id"] == "2222222" and "Welcome" in reply["text"]
     assert telegram.called("deleteWebhook") and not telegram.called("setWebhook")
+
+
+async def test_message_ids_that_repeat_across_chats_do_not_block_the_outbox(tg, telegram, config):
+    telegram._ids = iter([100, 100, 101, 101])  # Telegram numbers messages per chat: two chats, same ids
+    await send(tg, message("hi", chat=1))
+    await send(tg, message("hi", chat=2))
+    await telegram.wait_for(2)
+    await send(tg, message("1", chat=1))
+    await send(tg, message("1", chat=2))
+    await telegram.wait_for(4)
+    await asyncio.sleep(0.2)
+    with sqlite3.connect(config.storage.database) as db:
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0

@@ -220,7 +220,8 @@ class TelegramChannel:
             raise SendError(f"network: {error.message}") from None
         finally:
             self._last_sent[chat_id] = time.monotonic()
-        return str(message.message_id)
+        # message_id counts per chat: with the chat id it is unique, and a staff reply can name the message.
+        return f"{chat_id}:{message.message_id}"
 
 
 def _seconds(value: Any) -> float:

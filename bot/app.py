@@ -24,7 +24,9 @@ from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
 from bot.outbox import Delivery, Sender
 from bot.pipeline import Pipeline, PipelineSettings
+from bot.staff import EscalationTimer, Staff, StaffSettings
 from bot.store.sqlite import Database, Pending, Store
+from bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,7 @@ class Bot:
     metrics: Metrics
     simulator: simulator.SimulatorSender
     channels: list
+    escalations: EscalationTimer
 
     async def start(self) -> None:
         await self.database.open()
@@ -49,9 +52,11 @@ class Bot:
         for channel in self.channels:
             await channel.start()
         self.delivery.start()
+        self.escalations.start()
 
     async def stop(self) -> None:
         """Finish the messages already taken, flush the outbox briefly, close the database."""
+        await self.escalations.stop()
         await self.intake.close()
         await self.delivery.stop(flush_seconds=5.0)
         for channel in self.channels:
@@ -74,8 +79,11 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     assert content.flows is not None and content.catalogs is not None
     metrics = Metrics()
     database = Database(lambda: Store(config.storage.database))
+    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
+                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
-                        PipelineSettings(config.session.idle_minutes, config.sms.segment_budget))
+                        PipelineSettings(config.session.idle_minutes, config.sms.segment_budget), staff=staff,
+                        triage=Triage())
     sim = simulator.SimulatorSender()
     channels: list = []
     all_senders: dict[str, Sender] = {"simulator-sms": sim, "simulator-telegram": sim}
@@ -96,8 +104,11 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
         if pending.channel in simulator.CHANNELS.values():
             await sim.changed(pending.message_id)
 
-    def failed(pending: Pending, reason: str) -> None:
+    async def failed(pending: Pending, reason: str) -> None:
         metrics.send_failures.labels(pending.channel).inc()
+        if pending.body.get("case") and not pending.body.get("staff"):
+            await database.call(staff.delivery_failed, pending.body, reason, clock.now())
+            delivery.wake()
 
     delivery = Delivery(database, all_senders, clock, on_sent=sent, on_failed=failed)
 
@@ -116,7 +127,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     intake = Intake(database, pipeline, on_committed=committed)
     if telegram_channel is not None:
         telegram_channel.intake = intake
-    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels)
+    escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake)
+    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations)
 
 
 def create_app(config: Config, **kwargs) -> web.Application:

@@ -13,6 +13,7 @@ import click
 from bot.config import Config, ConfigError, load_config
 from bot.flows.loader import FlowError
 
+STATUS_CHOICES = ["new", "acknowledged", "in_progress", "referred", "resolved", "closed"]
 CONFIG_HELP = "TOML config file (see config.example.toml). Without it: defaults, simulator only."
 
 
@@ -126,6 +127,123 @@ def flows_check(config_path: str | None, as_json: bool) -> None:
         click.echo(f"{len(report.sources)} cited sources; {len(report.errors)} error(s), "
                    f"{len(report.warnings)} warning(s)")
     sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def cases() -> None:
+    """Work cases from the command line: list, show, change status. Every view is logged."""
+
+
+def _store(config_path: str | None):
+    from bot.store.sqlite import Store
+
+    config = _config(config_path)
+    try:
+        return config, Store(config.storage.database)
+    except (sqlite3.Error, OSError) as error:
+        click.echo(f"error: cannot open the database {config.storage.database!r}: {error}", err=True)
+        sys.exit(2)
+
+
+def _who(by: str | None) -> str:
+    import getpass
+
+    return f"cli:{by or getpass.getuser()}"
+
+
+@cases.command("list")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--status", type=click.Choice(STATUS_CHOICES), help="Only cases with this status.")
+@click.option("--urgent", is_flag=True, help="Only urgent cases.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.option("--by", help="Your name, for the access log (default: your login).")
+def cases_list(config_path: str | None, status: str | None, urgent: bool, as_json: bool, by: str | None) -> None:
+    """List cases, urgent first, newest first. No worker's phone number or words are shown here."""
+    from datetime import UTC, datetime
+
+    _config_obj, store = _store(config_path)
+    found = store.cases(status=status, urgent=True if urgent else None)
+    store.audit(_who(by), "list_cases", None, f"{len(found)} case(s)", datetime.now(UTC))
+    for case in found:
+        row = {"reference": case["reference"], "status": case["status"], "urgent": case["urgent"],
+               "kind": case["kind"], "category": case["category"], "country": case["country"],
+               "language": case["language"], "created_at": case["created_at"], "claimed_by": case["claimed_by"],
+               "anonymous": case["contact_id"] is None and bool(case["reporter_key"])}
+        if as_json:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        else:
+            click.echo(f"{row['reference']}  {'URGENT ' if row['urgent'] else '       '}{row['status']:<12} "
+                       f"{row['kind']:<9} {row['category'] or '-':<13} {row['country'] or '-':<5} "
+                       f"{row['language'] or '-':<3} {row['created_at'][:16]}  {row['claimed_by'] or ''}")
+    store.close()
+
+
+@cases.command("show")
+@click.argument("reference")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+@click.option("--by", help="Your name, for the access log (default: your login).")
+def cases_show(reference: str, config_path: str | None, as_json: bool, by: str | None) -> None:
+    """Show one case: the worker's answers and every event, with who and when. The view is logged."""
+    from datetime import UTC, datetime
+
+    from bot.cases import parse_reference
+
+    _config_obj, store = _store(config_path)
+    case = store.case(parse_reference(reference) or reference)
+    if case is None:
+        click.echo(f"no case {reference}", err=True)
+        sys.exit(1)
+    store.audit(_who(by), "view_case", f"case:{case['reference']}", None, datetime.now(UTC))
+    events = store.case_events(case["id"])
+    shown = {key: case[key] for key in ("reference", "status", "urgent", "kind", "category", "country",
+                                        "language", "created_at", "updated_at", "claimed_by", "claimed_at")}
+    shown.update(anonymous=case["contact_id"] is None, details=case["details"], events=events)
+    if as_json:
+        click.echo(json.dumps(shown, ensure_ascii=False, indent=2))
+    else:
+        for key, value in shown.items():
+            if key not in ("details", "events"):
+                click.echo(f"{key}: {value}")
+        click.echo("details:")
+        for key, value in case["details"].items():
+            click.echo(f"  {key}: {value}")
+        click.echo("events:")
+        for event in events:
+            detail = f" — {event['detail']}" if event["detail"] else ""
+            click.echo(f"  {event['created_at'][:19]}  {event['kind']:<18} {event['actor']}{detail}")
+    store.close()
+
+
+@cases.command("set-status")
+@click.argument("reference")
+@click.argument("status", type=click.Choice(STATUS_CHOICES))
+@click.option("--note", help="A message for the worker (sent as written, with the status in their language).")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--by", help="Your name, recorded on the case (default: your login).")
+def cases_set_status(reference: str, status: str, note: str | None, config_path: str | None, by: str | None) -> None:
+    """Move a case to STATUS. The worker is told in their language if they agreed to follow-up, and only in
+    the hours they said are safe (the message waits in the outbox until then; a running `serve` sends it)."""
+    from datetime import UTC, datetime
+
+    from bot.cases import parse_reference
+    from bot.content import content_paths
+    from bot.i18n import Catalogs
+    from bot.staff import Staff, StaffSettings
+
+    config, store = _store(config_path)
+    catalogs = Catalogs(content_paths(config)[1], config.content.default_language)
+    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
+                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), catalogs)
+    try:
+        told = staff.set_status(store, parse_reference(reference) or reference, status, note, _who(by),
+                                datetime.now(UTC))
+    except ValueError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    click.echo(f"{reference.upper()}: {status}; {told}")
 
 
 @main.command()

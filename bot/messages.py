@@ -21,7 +21,9 @@ class Inbound:
         language_hint: the language the client reports (Telegram's ``language_code``), if any.
         name: the display name the channel reports, if any.
         kind: ``message``; ``edited`` (a corrected message); ``blocked`` / ``unblocked`` (the worker blocked
-            or unblocked the bot: no text, no reply).
+            or unblocked the bot: no text, no reply); ``staff`` (from the staff group).
+        sender_id: who wrote it, when that is not the address (a staff member in the staff group).
+        reply_to: the provider id of the message this one replies to, if any.
     """
 
     channel: str
@@ -34,6 +36,8 @@ class Inbound:
     language_hint: str | None = None
     name: str | None = None
     kind: str = "message"
+    sender_id: str | None = None
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,3 +89,4 @@ class Reply:
     duplicate: bool = False
     outbound_ids: list[int] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    notice: str | None = None  # a short answer for the person who pressed a button (staff)

@@ -47,7 +47,7 @@ class Delivery:
 
     def __init__(self, database: Database, senders: dict[str, Sender], clock: Clock,
                  on_sent: Callable[[Pending], Awaitable[None]] | None = None,
-                 on_failed: Callable[[Pending, str], None] | None = None):
+                 on_failed: Callable[[Pending, str], Awaitable[None]] | None = None):
         self.database = database
         self.senders = senders
         self.clock = clock
@@ -133,4 +133,4 @@ class Delivery:
         log.error("message %s to contact %s failed: %s", pending.message_id, pending.contact_id, reason)
         await self.database.call(Store.mark_failed, pending.message_id, reason, self.clock.now())
         if self.on_failed:
-            self.on_failed(pending, reason)
+            await self.on_failed(pending, reason)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.cases import new_reference, parse_reference
+from bot.cases import STATUS_NAMES, new_reference, parse_reference
 from bot.clock import Clock, Randomness
 from bot.flows.engine import Conversation, Engine, Say
 from bot.flows.model import FlowSet
@@ -19,7 +19,9 @@ from bot.i18n import Catalogs, _, as_number, normalise
 from bot.keywords import Keyword, KeywordTable
 from bot.messages import CAPABILITIES, Inbound, Reply
 from bot.render import render
+from bot.staff import Staff, StaffSettings
 from bot.store.sqlite import Contact, Store
+from bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +29,10 @@ RESUME = "@resume"  # the pseudo-node of "continue where you left off, or start 
 PAGES = "_pages"  # SMS pages not yet sent, until the worker replies 0
 SAVED = "_saved_node"
 EVIDENCE = "_evidence"  # media sent before a case exists, attached when one opens
+PAUSED = "_paused_node"  # where a worker was when danger interrupted the flow
 KEEP_AFTER_END = ("country", EVIDENCE)  # slots worth remembering between conversations
+NOT_DETAILS = {"language", "reference", "topic"}  # conversation slots that say nothing about the case
 MAX_SLOT_LENGTH = 2000
-STATUS_NAMES = {
-    "new": _("received, waiting for a staff member"),
-    "acknowledged": _("seen by a staff member"),
-    "in_progress": _("being worked on"),
-    "referred": _("passed to a partner organisation"),
-    "resolved": _("resolved"),
-    "closed": _("closed"),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +45,8 @@ class Pipeline:
     """Turns one stored inbound message into the worker's next replies and the case changes it causes."""
 
     def __init__(self, flows: FlowSet, catalogs: Catalogs, clock: Clock, randomness: Randomness,
-                 settings: PipelineSettings | None = None):
+                 settings: PipelineSettings | None = None, staff: Staff | None = None,
+                 triage: Triage | None = None):
         self.flows = flows
         self.catalogs = catalogs
         self.engine = Engine(flows, catalogs)
@@ -57,16 +54,24 @@ class Pipeline:
         self.clock = clock
         self.randomness = randomness
         self.settings = settings or PipelineSettings()
+        self.staff = staff or Staff(StaffSettings(), catalogs)
+        self.triage = triage or Triage()
 
     def handle(self, store: Store, inbound: Inbound) -> Reply:
         """Store ``inbound`` and everything it leads to. A provider id seen before gets no second reply."""
         now = self.clock.now()
         if store.is_duplicate(inbound.channel, inbound.provider_id):
             return Reply(duplicate=True)
-        contact = store.contact(inbound.channel, inbound.address, now, inbound.name)
+        staff = inbound.kind == "staff"
+        contact = store.contact(inbound.channel, inbound.address, now, None if staff else inbound.name,
+                                role="staff" if staff else "worker")
         body = {"text": inbound.text, "media": list(inbound.media), "choice": inbound.choice}
+        if staff:
+            body.update(sender=inbound.sender_id, reply_to=inbound.reply_to)
         if store.store_inbound(contact.id, inbound.channel, inbound.provider_id, body, now) is None:
             return Reply(duplicate=True)
+        if staff:
+            return Reply(notice=self.staff.handle(store, inbound, now))
         turn = Turn(self, store, contact, inbound, now)
         try:
             with store.transaction():
@@ -123,6 +128,19 @@ class Turn:
         if kind == "edited" and (self.conversation.node in (None, RESUME) or self.contact.opted_out):
             self.send_nothing = True  # a correction counts only as the answer to a waiting question
             return self.finish()
+        self.assessment = self.p.triage.assess(self.inbound.text)
+        handoff = self.store.handoff_case_for(self.contact.id)
+        if self.assessment.urgent:
+            # Danger comes before everything else, opted out or not: staff see it, the worker gets help.
+            if self.contact.opted_out:
+                self.store.update_contact(self.contact.id, opted_out=0)
+                self.store.audit("worker", "opt_in", f"contact:{self.contact.id}", "danger message", self.now)
+            if handoff is not None:
+                self.p.staff.relay_to_staff(self.store, handoff, self.contact, self.inbound, self.now, urgent=True)
+            if handoff is None or not handoff["urgent"]:
+                self.conversation.slots[PAUSED] = self.conversation.node
+                self.enter("danger")
+            return self.finish()
         keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
         if keyword is not None and keyword.name == "opt_in" and not self.contact.opted_out:
             keyword = None  # "yes" is an ordinary answer unless the worker opted out
@@ -137,9 +155,11 @@ class Turn:
                 keyword = Keyword("start")
         if keyword is not None:
             self.keyword(keyword)
+        elif handoff is not None and self.conversation.node is None:
+            self.relay(handoff)
         elif self.conversation.slots.get(PAGES) and as_number(self.inbound.text) == 0:
             self.next_page()
-        elif self.inbound.media and not self.inbound.text.strip():
+        elif self.inbound.media and (not self.inbound.text.strip() or parse_reference(self.inbound.text)):
             self.evidence()
         else:
             self.conversation.slots.pop(PAGES, None)
@@ -186,10 +206,21 @@ class Turn:
             return
         self.p.engine.answer(conversation, self.inbound.text[:MAX_SLOT_LENGTH], self.inbound.choice, self.actions)
 
+    def relay(self, case: dict) -> None:
+        """During a hand-off the worker talks to staff, not to the flows."""
+        self.p.staff.relay_to_staff(self.store, case, self.contact, self.inbound, self.now)
+        if self.inbound.media:
+            self.store.case_event(case["id"], "evidence", "worker", json.dumps(list(self.inbound.media)), self.now)
+        if not case["claimed_by"]:
+            self.conversation.say(_("We passed your message on. A person from the helpline will answer here soon."))
+
     def evidence(self) -> None:
         """A photo, document, location or contact without words: kept with the worker's case."""
         conversation = self.conversation
-        case = self.store.open_case_for(self.contact.id)
+        named = parse_reference(self.inbound.text) if self.inbound.text.strip() else None
+        case = self.store.case(named) if named else self.store.open_case_for(self.contact.id)
+        if case is not None and not self.store.owns_case(case, self.contact):
+            case = None  # someone else's reference: treated as no case, and says nothing about it
         if case is not None:
             self.store.case_event(case["id"], "evidence", "worker", json.dumps(list(self.inbound.media)), self.now)
             conversation.say(_("Thank you. We added this to your case {reference}."), reference=case["reference"])
@@ -246,10 +277,15 @@ class Turn:
         reference = new_reference(self.p.randomness)
         while self.store.reference_taken(reference):
             reference = new_reference(self.p.randomness)
-        details = {k: v for k, v in slots.items() if not k.startswith("_")}
+        details = {k: v for k, v in slots.items() if not k.startswith("_") and k not in NOT_DETAILS}
+        if str(details.get("employer", "")).strip() in ("0", "-", ""):
+            details.pop("employer", None)  # skipped
+        anonymous = slots.get("anonymous") == "yes"
         case_id = self.store.create_case(
-            reference, self.contact.id, kind, urgent, details, self.conversation.language, self.now,
-            category=_first(slots.get("problem")), country=slots.get("country"),
+            reference, None if anonymous else self.contact.id, kind, urgent, details, self.conversation.language,
+            self.now, category=_first(slots.get("problem")), country=slots.get("country"),
+            reporter_key=self.store.sealer.lookup_key(self.contact.channel, self.contact.address) if anonymous
+            else None,
         )
         self.store.case_event(case_id, "opened", "worker", None, self.now)
         if slots.get(EVIDENCE):
@@ -259,22 +295,30 @@ class Turn:
         return {"id": case_id, "reference": reference}
 
     def escalate(self, urgent: bool) -> None:
-        """Bring a person in: raise the worker's open case (urgent for danger), or open one."""
+        """Bring a person in: raise the worker's open case (urgent for danger), or open one; alert staff."""
         case = self.store.open_case_for(self.contact.id)
         if case is None:
-            case = self.open_case(kind="danger" if urgent else "handoff", urgent=urgent)
+            opened = self.open_case(kind="danger" if urgent else "handoff", urgent=urgent)
+            case = self.store.case_by_id(opened["id"])
         else:
             self.conversation.slots["reference"] = case["reference"]
             if urgent and not case["urgent"]:
                 self.store.update_case(case["id"], self.now, urgent=1)
+                case = self.store.case_by_id(case["id"])
         self.store.case_event(case["id"], "urgent" if urgent else "handoff_requested", "worker", None, self.now)
+        assessment = getattr(self, "assessment", None)
+        if assessment is not None and assessment.urgent:
+            reason = f"danger words ({assessment.category}: “{assessment.matched}”, {assessment.language})"
+        else:
+            reason = "pressed “I am in danger now” or sent SOS" if urgent else "asked to talk to a person"
+        self.p.staff.alert(self.store, case, self.contact, self.inbound.text, reason, self.now)
         self.reply.events.append(f"{'urgent' if urgent else 'handoff'}:{case['reference']}")
 
     def status(self, typed: str) -> None:
         conversation = self.conversation
         reference = parse_reference(typed) if typed else None
         case = self.store.case(reference) if reference else None
-        if typed and (case is None or case["contact_id"] != self.contact.id):
+        if typed and (case is None or not self.store.owns_case(case, self.contact)):
             # The same answer for someone else's case as for no case: references reveal nothing.
             conversation.say(_("We could not find a case with the reference {typed}. Please check it and send "
                                "STATUS and the reference again."), typed=typed.upper())
@@ -286,6 +330,9 @@ class Turn:
             return
         status = self.p.catalogs.gettext(conversation.language, STATUS_NAMES.get(case["status"], case["status"]))
         conversation.say(_("Case {reference}: {status}."), reference=case["reference"], status=status)
+        last = self.store.last_staff_message(case["id"])
+        if last:
+            conversation.say(_("Last message from our staff: {message}"), message=last)
 
     # Finishing -------------------------------------------------------------------------------------
 

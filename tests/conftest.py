@@ -15,7 +15,8 @@ class FakeClock:
     """A clock that only moves when the test says so."""
 
     def __init__(self) -> None:
-        self.moment = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+        # Starts at the real time, so that commands run beside the bot (which use the real clock) agree.
+        self.moment = datetime.now(UTC)
 
     def now(self) -> datetime:
         return self.moment

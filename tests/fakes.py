@@ -123,7 +123,8 @@ class FakeTelegram:
                 return web.json_response({"ok": False, "error_code": status, "description": description,
                                           "parameters": parameters}, status=status)
             form["_accepted"] = True
-            return _ok({"message_id": next(self._ids), "date": 1767225600,
+            form["_message_id"] = next(self._ids)
+            return _ok({"message_id": form["_message_id"], "date": 1767225600,
                         "chat": {"id": int(form["chat_id"]), "type": "private"}, "text": form.get("text", "")})
         return _ok(True)
 

@@ -14,7 +14,7 @@ from bot.store.schema import migrations
 from bot.store.sqlite import Store
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-ALL_MIGRATIONS = ["m001_initial", "m002_reference_history"]
+ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports"]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -169,32 +170,34 @@ async def test_429_retry_after_is_honoured(tg, telegram, clock):
 
 
 async def test_edited_message_counts_only_while_a_question_waits(tg, telegram):
-    await send(tg, message("hi"))
-    await send(tg, press("1"))
-    await send(tg, press("2"))  # report a problem
-    await send(tg, press("1"))
-    await send(tg, press("1"))  # Malaysia: "In your own words..."
-    await telegram.wait_for(5)
-    original = message("my boss keeps my pasport")
+    for update in [message("hi"), press("1"), press("2"), press("1"), press("1"), press("1"), press("1")]:
+        await send(tg, update)
+    assert "employer or agency" in (await telegram.wait_for(7))[6]["text"]
+    original = message("Madam Le")
     await send(tg, original)
-    await telegram.wait_for(6)
-    edited = {"update_id": next(_ids), "edited_message": {**original["message"], "text": "my boss keeps my passport",
+    assert "When did it happen" in (await telegram.wait_for(8))[7]["text"]
+    edited = {"update_id": next(_ids), "edited_message": {**original["message"], "text": "Madam Lee",
                                                           "edit_date": 1767225700}}
-    await send(tg, edited)  # now at "May our staff write to you": not a free-text answer
-    answer = (await telegram.wait_for(7))[6]["text"]
-    assert "did not understand" in answer
+    await send(tg, edited)  # now at "When did it happen?": a choice, not a free-text answer
+    assert "did not understand" in (await telegram.wait_for(9))[8]["text"]
+
+
+def complaint() -> list[dict]:
+    """A whole report over Telegram: 14 updates, each answered by one message; the last gives the reference."""
+    return [message("hi"), press("1"), press("2"), press("1"), press("1"), press("1"), press("1"), message("0"),
+            press("1"), message("not paid"), press("1"), press("1"), press("1"), press("1")]
 
 
 async def test_photo_is_kept_as_evidence_on_the_open_case(tg, telegram, config):
-    for update in [message("hi"), press("1"), press("2"), press("1"), press("1"), message("not paid"), press("1")]:
+    for update in complaint():
         await send(tg, update)
-    replies = await telegram.wait_for(7)
+    replies = await telegram.wait_for(14, timeout=30)
     assert "Your case number is" in replies[-1]["text"]
     photo = message("")
     del photo["message"]["text"]
     photo["message"]["photo"] = [{"file_id": "AgACphoto", "file_unique_id": "u1", "width": 90, "height": 90}]
     await send(tg, photo)
-    assert "We added this to your case" in (await telegram.wait_for(8))[7]["text"]
+    assert "We added this to your case" in (await telegram.wait_for(15, timeout=30))[14]["text"]
     with sqlite3.connect(config.storage.database) as db:
         detail = db.execute("SELECT detail FROM case_events WHERE kind = 'evidence'").fetchone()[0]
     assert "telegram:photo:AgACphoto" in detail
@@ -229,3 +232,25 @@ async def test_message_ids_that_repeat_across_chats_do_not_block_the_outbox(tg, 
     await asyncio.sleep(0.2)
     with sqlite3.connect(config.storage.database) as db:
         assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
+
+async def test_evidence_later_by_giving_the_reference_and_never_to_someone_elses_case(tg, telegram, config):
+    for update in complaint():
+        await send(tg, update)
+    reference = re.search(r"[0-9A-Z]{4}-[0-9A-Z]{4}", (await telegram.wait_for(14, timeout=30))[-1]["text"]).group(0)
+    await send(tg, message("menu"))  # the case is open; the worker goes on with the bot
+    photo = message(reference, chat=1111111)
+    del photo["message"]["text"]
+    photo["message"]["caption"] = reference
+    photo["message"]["photo"] = [{"file_id": "AgACcontract", "file_unique_id": "u2", "width": 90, "height": 90}]
+    await send(tg, photo)
+    assert "We added this to your case" in (await telegram.wait_for(16, timeout=30))[15]["text"]
+    stranger = message(reference, chat=5555)
+    del stranger["message"]["text"]
+    stranger["message"]["caption"] = reference
+    stranger["message"]["photo"] = [{"file_id": "AgACfake", "file_unique_id": "u3", "width": 9, "height": 9}]
+    await send(tg, stranger)
+    assert "We added this" not in (await telegram.wait_for(17, timeout=30))[16]["text"]
+    with sqlite3.connect(config.storage.database) as db:
+        details = [row[0] for row in db.execute("SELECT detail FROM case_events WHERE kind = 'evidence'")]
+    assert any("AgACcontract" in d for d in details) and not any("AgACfake" in d for d in details)

@@ -12,12 +12,12 @@ import contextlib
 import json
 import logging
 import secrets
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from aiolimiter import AsyncLimiter
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
-PER_CHAT_INTERVAL = 1.0  # Telegram: about one message a second to the same chat
+PER_CHAT_BURST = 3  # Telegram: about one message a second to the same chat, short bursts tolerated
 MAX_UPDATE_BYTES = 64 * 1024
 
 
@@ -46,7 +46,7 @@ class TelegramChannel:
             base = config.api_base_url.rstrip("/")
             builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
         self.application = builder.rate_limiter(AIORateLimiter(max_retries=0)).build()
-        self._last_sent: dict[int, float] = {}
+        self._per_chat: dict[int, AsyncLimiter] = {}
         self._polling: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()
         self.intake: Any = None  # the app's Intake, for polling mode
@@ -110,11 +110,11 @@ class TelegramChannel:
             log.info("telegram update %s ignored (%s)", data.get("update_id"), _kind(data))
             return
         try:
-            await intake.submit(inbound)
+            reply = await intake.submit(inbound)
         except Unavailable:
             raise web.HTTPServiceUnavailable(text="try again") from None
         if update.callback_query is not None:
-            self._later(self._answer_callback(update.callback_query.id))
+            self._later(self._answer_callback(update.callback_query.id, reply.notice))
 
     def parse(self, data: dict) -> Update | None:
         """PTB's Update, also for the older update shapes of Telegram's own samples (users without is_bot,
@@ -139,14 +139,19 @@ class TelegramChannel:
             return Inbound(CHANNEL, str(member.chat.id), provider_id, "", now, kind=kind)
         query = update.callback_query
         if query is not None:
+            if query.message is not None and query.message.chat.id == self.staff_chat_id:
+                return Inbound(CHANNEL, str(self.staff_chat_id), provider_id, "", now, choice=query.data or "",
+                               name=query.from_user.first_name, kind="staff", sender_id=str(query.from_user.id))
             if query.message is None or query.message.chat.type != "private":
                 return None
             return Inbound(CHANNEL, str(query.message.chat.id), provider_id, query.data or "", now,
                            choice=query.data or "", language_hint=query.from_user.language_code,
                            name=query.from_user.first_name)
         message = update.message or update.edited_message
+        if message is not None and message.chat.id == self.staff_chat_id and update.message is not None:
+            return self._staff_message(message, provider_id, now)
         if message is None or message.chat.type != "private":
-            return None  # groups are for staff (see escalation), never for workers' conversations
+            return None  # other groups are ignored: never a place for workers' conversations
         media: list[str] = []
         if message.photo:
             media.append(f"telegram:photo:{message.photo[-1].file_id}")
@@ -164,9 +169,18 @@ class TelegramChannel:
             kind="edited" if update.edited_message is not None else "message",
         )
 
-    async def _answer_callback(self, query_id: str) -> None:
+    def _staff_message(self, message, provider_id: str, now: datetime) -> Inbound | None:
+        """A staff member's reply to a case message, or /done; other chatter in the group is not kept."""
+        replied = message.reply_to_message
+        if replied is None or message.from_user is None or message.from_user.is_bot:
+            return None
+        return Inbound(CHANNEL, str(self.staff_chat_id), provider_id, message.text or message.caption or "", now,
+                       name=message.from_user.first_name, kind="staff", sender_id=str(message.from_user.id),
+                       reply_to=f"{message.chat.id}:{replied.message_id}")
+
+    async def _answer_callback(self, query_id: str, notice: str | None) -> None:
         try:
-            await self.bot.answer_callback_query(query_id)
+            await self.bot.answer_callback_query(query_id, text=notice)
         except TelegramError as error:  # too late or already answered: the button still worked
             log.info("answerCallbackQuery failed: %s", error)
 
@@ -200,15 +214,25 @@ class TelegramChannel:
 
     async def send(self, pending: Pending) -> str | None:
         chat_id = int(pending.address)
-        wait = self._last_sent.get(chat_id, 0.0) + PER_CHAT_INTERVAL - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
+        limiter = self._per_chat.get(chat_id)
+        if limiter is None:
+            if len(self._per_chat) > 10_000:  # forget idle chats now and then
+                self._per_chat.clear()
+            limiter = self._per_chat[chat_id] = AsyncLimiter(PER_CHAT_BURST, PER_CHAT_BURST)
+        await limiter.acquire()
         buttons = pending.body.get("buttons") or []
-        markup = InlineKeyboardMarkup(
-            [[InlineKeyboardButton(label, callback_data=value)] for label, value in buttons]
-        ) if buttons else None
+        if pending.body.get("staff"):  # Claim and Resolve side by side
+            rows = [[InlineKeyboardButton(label, callback_data=value) for label, value in buttons]]
+        else:
+            rows = [[InlineKeyboardButton(label, callback_data=value)] for label, value in buttons]
+        markup = InlineKeyboardMarkup(rows) if buttons else None
+        reply_to = pending.body.get("reply_to")
+        thread = None
+        if reply_to and ":" in reply_to:  # under the case's alert; sent anyway if that message is gone
+            thread = ReplyParameters(int(reply_to.rsplit(":", 1)[1]), allow_sending_without_reply=True)
         try:
-            message = await self.bot.send_message(chat_id, pending.body.get("text") or " ", reply_markup=markup)
+            message = await self.bot.send_message(chat_id, pending.body.get("text") or " ", reply_markup=markup,
+                                                  reply_parameters=thread)
         except RetryAfter as error:
             raise SendError(f"Telegram 429: retry after {error.retry_after}", retry_after=_seconds(error.retry_after)) \
                 from None
@@ -218,8 +242,6 @@ class TelegramChannel:
             raise SendError(f"Telegram 400: {error.message}", permanent=True) from None
         except (TimedOut, NetworkError) as error:
             raise SendError(f"network: {error.message}") from None
-        finally:
-            self._last_sent[chat_id] = time.monotonic()
         # message_id counts per chat: with the chat id it is unique, and a staff reply can name the message.
         return f"{chat_id}:{message.message_id}"
 

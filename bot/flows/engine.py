@@ -6,6 +6,7 @@ slots and language), appends what to say, and calls the pipeline's actions for a
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -88,6 +89,16 @@ class Engine:
             conversation.slots[node.save] = language
             self.enter(conversation, node.next, actions)
             return True
+        if node.multiple:
+            picked = self._match_several(node, conversation.language, text, pressed)
+            if not picked:
+                conversation.say(_("Sorry, I did not understand. Please send the numbers that apply, for "
+                                   "example: 1 4"))
+                self._ask(node, conversation)
+                return False
+            conversation.slots[node.save] = [node.choices[i].value for i in picked]
+            self.enter(conversation, node.next, actions)
+            return True
         if node.choices:
             index = self._match_choice(node, conversation.language, text, pressed)
             if index is None:
@@ -152,6 +163,19 @@ class Engine:
             if typed in names:
                 return index
         return None
+
+    def _match_several(self, node: Node, language: str | None, text: str, pressed: str | None) -> list[int]:
+        """Every choice named: numbers in any script separated by spaces or commas ("1 4", "၁,၄"), or one
+        label; an empty list when any part is not a choice."""
+        if pressed is not None:
+            one = self._match_choice(node, language, "", pressed)
+            return [] if one is None else [one]
+        parts = [p for p in re.split(r"[\s,;.+&/]+|\band\b", normalise(text)) if p]
+        numbers = [as_number(p) for p in parts]
+        if parts and all(n is not None and 1 <= n <= len(node.choices) for n in numbers):
+            return sorted({n - 1 for n in numbers if n is not None})
+        one = self._match_choice(node, language, text, None)
+        return [] if one is None else [one]
 
     def _match_language(self, text: str, pressed: str | None) -> str | None:
         languages = self.catalogs.languages

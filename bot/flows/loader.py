@@ -82,10 +82,10 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_list)
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_ALL_KEYS = {"next", "sources", "choices", "save", "else", "with"}
+_ALL_KEYS = {"next", "sources", "choices", "save", "else", "with", "multiple"}
 _NODE_KEYS = {
     "send": {"next", "sources"},
-    "ask": {"choices", "save", "next", "sources"},
+    "ask": {"choices", "save", "next", "sources", "multiple"},
     "branch": {"else"},
     "action": {"with", "next"},
     "goto": set(),
@@ -201,6 +201,8 @@ def _read_node(flow: str, name: str, raw: Any, file: str, line: int, problems: l
         fields["text"] = text(kind)
     if kind == "send" and raw.get("next") is None and "next" in raw:
         problem("'next' must name a node")
+    if "multiple" in raw and raw["multiple"] is not True:
+        problem("'multiple' is either true or left out", raw.lines["multiple"])
     if kind == "ask":
         save = raw.get("save")
         if save is not None and (not isinstance(save, str) or not _NAME.match(save)):
@@ -215,6 +217,13 @@ def _read_node(flow: str, name: str, raw: Any, file: str, line: int, problems: l
         elif choices is None:
             if not save or "next" not in raw:
                 problem("a free-text question needs 'save' (the slot) and 'next'")
+        elif isinstance(choices, _List) and choices and raw.get("multiple") is True:
+            # Several answers at once ("1 4"): one way on, the node's next; the values go into the slot as a list.
+            fields["multiple"] = True
+            fields["choices"] = tuple(_read_choices(choices, target, problem, needs_next=False,
+                                                    default_next=fields.get("next") or ""))
+            if not save or "next" not in raw:
+                problem("a question with several answers needs 'save' and 'next' on the node")
         elif isinstance(choices, _List) and choices:
             fields["choices"] = tuple(_read_choices(choices, target, problem))
             if "next" in raw:
@@ -246,7 +255,7 @@ def _read_node(flow: str, name: str, raw: Any, file: str, line: int, problems: l
     return Node(**fields)
 
 
-def _read_choices(choices: _List, target, problem) -> list[Choice]:
+def _read_choices(choices: _List, target, problem, needs_next: bool = True, default_next: str = "") -> list[Choice]:
     result = []
     for index, raw in enumerate(choices, start=1):
         at = getattr(raw, "line", choices.line)
@@ -255,6 +264,12 @@ def _read_choices(choices: _List, target, problem) -> list[Choice]:
             continue
         for key in set(raw) - {"label", "value", "next"}:
             problem(f"choice {index}: unknown key {key!r}", raw.lines[key])
+        if not needs_next:
+            if "next" in raw:
+                problem(f"choice {index}: a question with several answers takes 'next' on the node", at)
+            result.append(Choice(label=raw["label"], value=str(raw.get("value", raw["label"])), next=default_next,
+                                 line=at))
+            continue
         if "next" not in raw:
             problem(f"choice {index} ({raw['label']!r}) has no 'next': where does it lead?", at)
             continue

@@ -46,6 +46,7 @@ class Node:
     text: str = ""
     choices: tuple[Choice, ...] = ()
     languages: bool = False
+    multiple: bool = False
     save: str | None = None
     next: str | None = None
     branches: tuple[Branch, ...] = ()
@@ -67,7 +68,8 @@ class Node:
         if self.next:
             yield self.next
         for choice in self.choices:
-            yield choice.next
+            if choice.next:
+                yield choice.next
         for branch in self.branches:
             yield branch.next
         if self.otherwise:

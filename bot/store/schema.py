@@ -100,3 +100,34 @@ def m002_reference_history(db: Database) -> None:
         INSERT OR IGNORE INTO issued_references (reference) SELECT reference FROM cases;
         """
     )
+
+
+@migrations()
+def m003_staff_handoff(db: Database) -> None:
+    """Staff take cases and talk to workers through the bot; unclaimed urgent cases are escalated again."""
+    db.executescript(
+        """
+        ALTER TABLE contacts ADD COLUMN role TEXT NOT NULL DEFAULT 'worker';  -- worker, staff (group), oncall
+        ALTER TABLE cases ADD COLUMN claimed_by TEXT;
+        ALTER TABLE cases ADD COLUMN claimed_at TEXT;
+        ALTER TABLE cases ADD COLUMN handoff INTEGER NOT NULL DEFAULT 0;     -- 1 while a person is wanted
+        ALTER TABLE cases ADD COLUMN alert_message_id INTEGER;               -- our id of the staff alert
+        CREATE TABLE escalations (
+            case_id INTEGER PRIMARY KEY REFERENCES cases(id) ON DELETE CASCADE,
+            round INTEGER NOT NULL DEFAULT 0,
+            next_at TEXT NOT NULL
+        );
+        CREATE INDEX escalations_due ON escalations (next_at);
+        """
+    )
+
+
+@migrations()
+def m004_anonymous_reports(db: Database) -> None:
+    """An anonymous report keeps no contact, only a keyed hash of it, so STATUS works from the same phone."""
+    db.executescript(
+        """
+        ALTER TABLE cases ADD COLUMN reporter_key TEXT;
+        CREATE INDEX cases_status ON cases (status, urgent);
+        """
+    )

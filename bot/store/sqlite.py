@@ -110,8 +110,10 @@ class Store:
 
     # Contacts -------------------------------------------------------------------------------------
 
-    def contact(self, channel: str, address: str, now: datetime, name: str | None = None) -> Contact:
-        """The contact for this address, created on first contact."""
+    def contact(self, channel: str, address: str, now: datetime, name: str | None = None,
+                role: str = "worker") -> Contact:
+        """The contact for this address, created on first contact (a staff group or on-call phone has its
+        ``role``, so it is never counted or treated as a worker)."""
         key = self.sealer.lookup_key(channel, address)
         row = self.db.execute(
             "SELECT id, name, language, opted_out FROM contacts WHERE channel = ? AND address_key = ?",
@@ -122,9 +124,10 @@ class Store:
             stored_name = self.sealer.unseal(row[1]) if row[1] else None
             return Contact(row[0], channel, address, stored_name, row[2], bool(row[3]))
         cursor = self.db.execute(
-            "INSERT INTO contacts (channel, address_key, address, name, created_at, last_seen_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [channel, key, self.sealer.seal(address), self.sealer.seal(name) if name else None, iso(now), iso(now)],
+            "INSERT INTO contacts (channel, address_key, address, name, created_at, last_seen_at, role)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [channel, key, self.sealer.seal(address), self.sealer.seal(name) if name else None, iso(now), iso(now),
+             role],
         )
         return Contact(cursor.lastrowid, channel, address, name, None, False, created=True)
 
@@ -138,8 +141,9 @@ class Store:
         return Contact(row[0], row[1], self.sealer.unseal(row[2]), name, row[4], bool(row[5]))
 
     def update_contact(self, contact_id: int, **fields: Any) -> None:
-        allowed = {"language", "opted_out"}
-        assert set(fields) <= allowed, fields
+        unknown = set(fields) - {"language", "opted_out", "role"}
+        if unknown:
+            raise ValueError(f"contacts fields cannot be updated: {unknown}")
         self.db.table("contacts").update(contact_id, fields)
 
     def opt_out(self, contact_id: int, actor: str, now: datetime) -> None:
@@ -168,8 +172,9 @@ class Store:
             is not None
         )
 
-    def queue_outbound(self, contact: Contact, body: dict, now: datetime) -> int:
-        """Put a reply in the outbox; the delivery worker sends it."""
+    def queue_outbound(self, contact: Contact, body: dict, now: datetime, not_before: datetime | None = None) -> int:
+        """Put a message in the outbox; the delivery worker sends it, not before ``not_before`` if given
+        (a worker's safe hours)."""
         cursor = self.db.execute(
             "INSERT INTO messages (contact_id, direction, channel, body, status, created_at, updated_at)"
             " VALUES (?, 'out', ?, ?, 'queued', ?, ?)",
@@ -177,7 +182,7 @@ class Store:
         )
         self.db.execute(
             "INSERT INTO outbox (message_id, contact_id, next_attempt_at) VALUES (?, ?, ?)",
-            [cursor.lastrowid, contact.id, iso(now)],
+            [cursor.lastrowid, contact.id, iso(max(now, not_before) if not_before else now)],
         )
         return cursor.lastrowid
 
@@ -196,10 +201,16 @@ class Store:
             """,
             [iso(now), limit],
         ).fetchall()
-        return [
+        pending = [
             Pending(r[0], r[1], r[2], self.sealer.unseal(r[3]), self._unseal_json(r[4]), r[5], bool(r[6]))
             for r in rows
         ]
+        for item in pending:
+            if item.body.get("reply_to_id"):  # threading: the provider's id of the message this one answers
+                row = self.db.execute("SELECT provider_id FROM messages WHERE id = ?",
+                                      [item.body["reply_to_id"]]).fetchone()
+                item.body["reply_to"] = row[0] if row else None
+        return pending
 
     def next_due_at(self) -> str | None:
         row = self.db.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
@@ -292,15 +303,40 @@ class Store:
 
     def create_case(self, reference: str, contact_id: int | None, kind: str, urgent: bool, details: dict,
                     language: str | None, now: datetime, category: str | None = None,
-                    country: str | None = None) -> int:
+                    country: str | None = None, reporter_key: str | None = None) -> int:
         self.db.execute("INSERT INTO issued_references (reference) VALUES (?)", [reference])
         cursor = self.db.execute(
             "INSERT INTO cases (reference, contact_id, status, urgent, kind, category, country, language, details,"
-            " created_at, updated_at) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, reporter_key) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [reference, contact_id, int(urgent), kind, category, country, language, self._seal_json(details),
-             iso(now), iso(now)],
+             iso(now), iso(now), reporter_key],
         )
         return cursor.lastrowid
+
+    def cases(self, status: str | None = None, urgent: bool | None = None, limit: int = 500) -> list[dict]:
+        """Cases, newest first, optionally only of one status, or only urgent ones."""
+        sql, params = "SELECT * FROM cases WHERE 1 = 1", []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if urgent is not None:
+            sql += " AND urgent = ?"
+            params.append(int(urgent))
+        rows = self.db.query(sql + " ORDER BY urgent DESC, id DESC LIMIT ?", [*params, limit])
+        return [self._case_row(row) for row in rows]
+
+    def owns_case(self, case: dict, contact: Contact) -> bool:
+        """Whether this contact made the case (also an anonymous one, by its keyed hash)."""
+        if case["contact_id"] is not None:
+            return case["contact_id"] == contact.id
+        return bool(case.get("reporter_key")) and case["reporter_key"] == self.sealer.lookup_key(
+            contact.channel, contact.address)
+
+    def last_staff_message(self, case_id: int) -> str | None:
+        row = self.db.execute(
+            "SELECT detail FROM case_events WHERE case_id = ? AND kind IN ('staff_reply', 'status_changed')"
+            " AND detail IS NOT NULL ORDER BY id DESC LIMIT 1", [case_id]).fetchone()
+        return self.sealer.unseal(row[0]) if row else None
 
     def case(self, reference: str) -> dict | None:
         rows = list(self.db.query("SELECT * FROM cases WHERE reference = ?", [reference]))
@@ -316,9 +352,50 @@ class Store:
         return self._case_row(rows[0]) if rows else None
 
     def update_case(self, case_id: int, now: datetime, **fields: Any) -> None:
-        allowed = {"status", "urgent"}
-        assert set(fields) <= allowed, fields
+        unknown = set(fields) - {"status", "urgent", "claimed_by", "claimed_at", "handoff", "alert_message_id"}
+        if unknown:
+            raise ValueError(f"case fields cannot be updated: {unknown}")
         self.db.table("cases").update(case_id, {**fields, "updated_at": iso(now)})
+
+    def case_by_id(self, case_id: int) -> dict | None:
+        rows = list(self.db.query("SELECT * FROM cases WHERE id = ?", [case_id]))
+        return self._case_row(rows[0]) if rows else None
+
+    def handoff_case_for(self, contact_id: int) -> dict | None:
+        """The worker's case that is waiting for, or with, a person."""
+        rows = list(self.db.query(
+            "SELECT * FROM cases WHERE contact_id = ? AND handoff = 1 ORDER BY urgent DESC, id DESC LIMIT 1",
+            [contact_id]))
+        return self._case_row(rows[0]) if rows else None
+
+    def case_for_staff_message(self, channel: str, provider_id: str) -> dict | None:
+        """The case a staff member replied about: the one our alert or relayed message named."""
+        row = self.db.execute(
+            "SELECT body FROM messages WHERE channel = ? AND direction = 'out' AND provider_id = ?",
+            [channel, provider_id],
+        ).fetchone()
+        if row is None:
+            return None
+        reference = self._unseal_json(row[0]).get("case")
+        return self.case(reference) if reference else None
+
+    # Escalation timers -----------------------------------------------------------------------------
+
+    def schedule_escalation(self, case_id: int, next_at: datetime, round_: int = 0) -> None:
+        self.db.execute(
+            "INSERT INTO escalations (case_id, round, next_at) VALUES (?, ?, ?) ON CONFLICT (case_id) DO UPDATE"
+            " SET round = excluded.round, next_at = excluded.next_at",
+            [case_id, round_, iso(next_at)],
+        )
+
+    def cancel_escalation(self, case_id: int) -> None:
+        self.db.execute("DELETE FROM escalations WHERE case_id = ?", [case_id])
+
+    def due_escalations(self, now: datetime) -> list[tuple[int, int]]:
+        """(case id, round) of every escalation timer that has run out."""
+        return self.db.execute(
+            "SELECT case_id, round FROM escalations WHERE next_at <= ? ORDER BY next_at", [iso(now)]
+        ).fetchall()
 
     def case_event(self, case_id: int, kind: str, actor: str, detail: str | None, now: datetime) -> None:
         self.db.execute(

@@ -1,0 +1,305 @@
+"""Staff: alerts to the staff group, claims, live hand-off, and re-escalation of unclaimed urgent cases.
+
+Everything here runs inside the pipeline's transaction and speaks only through the outbox, so an alert is
+stored with the message that caused it and is delivered (and retried) like any other message. Texts for
+staff are English and carry no phone number; texts for workers come from the catalogs, in their language.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot.cases import FINAL_STATUSES, STATUS_NAMES, can_move, next_safe_moment
+from bot.clock import Clock
+from bot.flows.engine import Say
+from bot.i18n import Catalogs, _
+from bot.messages import CAPABILITIES, Inbound
+from bot.render import render
+from bot.store.sqlite import Contact, Database, Store, iso
+
+log = logging.getLogger(__name__)
+
+MAX_QUOTE = 600
+MAX_ROUNDS_DOUBLING = 4  # re-escalation intervals grow 1x, 2x, 4x, 8x, 16x the claim timeout, then stay
+
+
+@dataclass(frozen=True, slots=True)
+class StaffSettings:
+    chat_id: int = 0
+    oncall_numbers: tuple[str, ...] = ()
+    claim_timeout_minutes: int = 10
+    sms_budget: int = 3
+
+
+def staff_name(inbound: Inbound) -> str:
+    return f"{inbound.name or 'staff'} (telegram:{inbound.sender_id})"
+
+
+class Staff:
+    def __init__(self, settings: StaffSettings, catalogs: Catalogs):
+        self.settings = settings
+        self.catalogs = catalogs
+
+    # Alerts ----------------------------------------------------------------------------------------
+
+    def alert(self, store: Store, case: dict, worker: Contact, trigger: str, reason: str, now: datetime) -> None:
+        """Tell staff a worker needs a person; urgent cases are escalated again until someone claims them."""
+        urgent = case["urgent"]
+        reference = case["reference"]
+        head = f"🚨 URGENT · case {reference}" if urgent else f"🙋 A worker asks for a person · case {reference}"
+        text = (
+            f"{head}\n"
+            f"Language: {worker.language or 'not chosen'} · Channel: {worker.channel} · "
+            f"Country: {case.get('country') or 'unknown'}\n"
+            f"Why: {reason}\n"
+            f"Message: “{_quote(trigger)}”\n"
+            "Claim it, then reply to this message to write to the worker; /done (as a reply) hands them back."
+        )
+        buttons = [["Claim", f"claim:{case['reference']}"], ["Resolve", f"resolve:{case['reference']}"]]
+        message_id = self.to_group(store, text, case, now, buttons=buttons)
+        fields: dict = {"handoff": 1}
+        if message_id is not None and not case.get("alert_message_id"):
+            fields["alert_message_id"] = message_id
+        store.update_case(case["id"], now, **fields)
+        store.case_event(case["id"], "alerted", "bot", reason, now)
+        if urgent and not case.get("claimed_by"):
+            store.schedule_escalation(case["id"], now + timedelta(minutes=self.settings.claim_timeout_minutes))
+            if message_id is None:  # no staff group to alert: wake the on-call staff at once
+                self.page_oncall(store, case, now, "no staff group is configured")
+
+    def to_group(self, store: Store, text: str, case: dict | None, now: datetime,
+                 buttons: list | None = None) -> int | None:
+        """Queue a message to the staff group, threaded under the case's alert. None without a group."""
+        if not self.settings.chat_id:
+            log.error("staff alert not sent: [escalation] telegram_chat_id is not set (%s)",
+                      case["reference"] if case else "-")
+            return None
+        group = store.contact("telegram", str(self.settings.chat_id), now, role="staff")
+        body: dict = {"text": text, "buttons": buttons or [], "staff": True}
+        if case is not None:
+            body["case"] = case["reference"]
+            if case.get("alert_message_id"):
+                body["reply_to_id"] = case["alert_message_id"]
+        return store.queue_outbound(group, body, now)
+
+    def page_oncall(self, store: Store, case: dict, now: datetime, why: str) -> None:
+        """SMS every on-call number (no case details beyond the reference: phones are not private)."""
+        for number in self.settings.oncall_numbers:
+            phone = store.contact("sms", number, now, role="oncall")
+            store.queue_outbound(phone, {"text": f"Helpline: urgent case {case['reference']} needs a person "
+                                                 f"({why}). Please open the staff group now.",
+                                         "buttons": [], "staff": True, "case": case["reference"]}, now)
+        store.case_event(case["id"], "oncall_paged", "bot", f"{len(self.settings.oncall_numbers)} number(s): {why}",
+                         now)
+
+    def run_escalations(self, store: Store, now: datetime) -> int:
+        """Alert again, and page on-call staff, for every urgent case whose claim timer ran out."""
+        count = 0
+        for case_id, round_ in store.due_escalations(now):
+            case = store.case_by_id(case_id)
+            if case is None or case["claimed_by"] or case["status"] in ("resolved", "closed"):
+                store.cancel_escalation(case_id)
+                continue
+            waited = _minutes_since(case["created_at"], now)
+            self.to_group(store, f"⏰ Still not claimed after {waited} min: case {case['reference']}. "
+                                 "Please claim it now.", case, now,
+                          buttons=[["Claim", f"claim:{case['reference']}"]])
+            self.page_oncall(store, case, now, f"not claimed after {waited} min")
+            store.case_event(case_id, "reescalated", "bot", f"round {round_ + 1}", now)
+            interval = self.settings.claim_timeout_minutes * 2 ** min(round_ + 1, MAX_ROUNDS_DOUBLING)
+            store.schedule_escalation(case_id, now + timedelta(minutes=interval), round_ + 1)
+            count += 1
+        return count
+
+    # Worker side -----------------------------------------------------------------------------------
+
+    def relay_to_staff(self, store: Store, case: dict, worker: Contact, inbound: Inbound, now: datetime,
+                       urgent: bool = False) -> None:
+        """A worker's message during a hand-off, shown to staff under the case's alert."""
+        text = inbound.text.strip() or "(no text)"
+        if inbound.media:
+            text += "\nAttachments: " + ", ".join(inbound.media)
+        mark = "🚨 " if urgent else ""
+        self.to_group(store, f"{mark}💬 Worker, case {case['reference']}: “{_quote(text)}”", case, now)
+        store.case_event(case["id"], "relayed_to_staff", "worker", None, now)
+
+    def say_to_worker(self, store: Store, worker: Contact, text: str, now: datetime, *, translate: bool = True,
+                      not_before: datetime | None = None, **params: object) -> None:
+        """Queue a message to a worker on their own channel: a catalog text in their language (``translate``)
+        or a staff member's own words as they wrote them."""
+        if translate:
+            said = [Say(text, worker.language, dict(params))]
+            rendered = render(said, CAPABILITIES[worker.channel], self.catalogs, worker.language,
+                              self.settings.sms_budget)
+            texts = [page.text for page in rendered.now] + rendered.later
+        else:
+            texts = [text]
+        case = store.handoff_case_for(worker.id)
+        for page in texts:
+            body: dict = {"text": page, "buttons": []}
+            if case is not None:
+                body["case"] = case["reference"]  # if it cannot be delivered, staff are told
+            store.queue_outbound(worker, body, now, not_before=not_before)
+
+    def set_status(self, store: Store, reference: str, status: str, note: str | None, who: str,
+                   now: datetime) -> str:
+        """Move a case along its lifecycle; tell the worker, in their language, if they agreed to follow-up,
+        and only within the hours they said are safe (queued until then). Raises ValueError if not allowed."""
+        case = store.case(reference)
+        if case is None:
+            raise ValueError(f"no case {reference}")
+        if not can_move(case["status"], status):
+            raise ValueError(f"case {reference} cannot go from {case['status']} to {status}")
+        with store.transaction():
+            final = status in FINAL_STATUSES
+            store.update_case(case["id"], now, status=status, **({"handoff": 0} if final else {}))
+            if final:
+                store.cancel_escalation(case["id"])
+            store.case_event(case["id"], "status_changed", who, note, now)
+            store.audit(who, "set_status", f"case:{reference}", f"{case['status']} -> {status}", now)
+            details = case["details"]
+            worker = store.contact_by_id(case["contact_id"]) if case["contact_id"] else None
+            if worker is None or worker.opted_out or details.get("consent_follow_up") != "yes":
+                return "the worker is not told (no consent to follow-up, anonymous, or opted out)"
+            when = next_safe_moment(details.get("safe_time"), details.get("country"), now)
+            if when is None:
+                return "the worker is not told (they asked never to be written to)"
+            status_name = self.catalogs.gettext(worker.language, STATUS_NAMES[status])
+            self.say_to_worker(store, worker, _("News on your case {reference}: {status}."), now, not_before=when,
+                               reference=reference, status=status_name)
+            if note:
+                self.say_to_worker(store, worker, note, now, translate=False, not_before=when)
+        return "the worker is told now" if when == now else f"the worker is told at {iso(when)[:16]} UTC (safe hours)"
+
+    def delivery_failed(self, store: Store, body: dict, reason: str, now: datetime) -> None:
+        """A message to a worker about a case could not be delivered: the people on the case must know."""
+        case = store.case(body["case"]) if body.get("case") and not body.get("staff") else None
+        if case is None:
+            return
+        with store.transaction():
+            self.to_group(store, f"⚠️ A message to the worker of case {case['reference']} could not be delivered "
+                                 f"({reason}): “{_quote(body.get('text', ''))}”", case, now)
+            store.case_event(case["id"], "delivery_failed", "bot", reason, now)
+
+    # Staff side ------------------------------------------------------------------------------------
+
+    def handle(self, store: Store, inbound: Inbound, now: datetime) -> str | None:
+        """A staff action from the staff group: a button, a reply to a case's message, or /done.
+        Returns a short notice for the staff member (shown on the button press), if any."""
+        who = staff_name(inbound)
+        if inbound.choice:
+            action, _, reference = inbound.choice.partition(":")
+            if action == "claim":
+                return self.claim(store, reference, who, now)
+            if action == "resolve":
+                return self.resolve(store, reference, who, now)
+            return None
+        case = store.case_for_staff_message("telegram", inbound.reply_to) if inbound.reply_to else None
+        if case is None:
+            return None  # group chatter, not about a case
+        if inbound.text.strip().split("@")[0].lower() in ("/done", "/resolve"):
+            return self.resolve(store, case["reference"], who, now)
+        if not case["claimed_by"]:
+            self.claim(store, case["reference"], who, now)
+            case = store.case(case["reference"])
+        worker = store.contact_by_id(case["contact_id"]) if case["contact_id"] else None
+        if worker is None:
+            self.to_group(store, f"Not sent: the worker of case {case['reference']} erased their data.", case, now)
+            return None
+        if worker.opted_out:
+            self.to_group(store, f"Not sent: the worker of case {case['reference']} has opted out (STOP) and gets "
+                                 "no messages until they write START.", case, now)
+            store.case_event(case["id"], "staff_reply_not_sent", who, "opted out", now)
+            return None
+        self.say_to_worker(store, worker, inbound.text, now, translate=False)
+        store.case_event(case["id"], "staff_reply", who, inbound.text, now)
+        return None
+
+    def claim(self, store: Store, reference: str, who: str, now: datetime) -> str:
+        case = store.case(reference)
+        if case is None:
+            return f"No case {reference}."
+        if case["claimed_by"]:
+            return f"Already taken by {case['claimed_by']} at {case['claimed_at'][11:16]} UTC. Thank you."
+        if case["status"] in ("resolved", "closed"):
+            return f"Case {reference} is already {case['status']}."
+        store.update_case(case["id"], now, claimed_by=who, claimed_at=iso(now), status="acknowledged", handoff=1)
+        store.cancel_escalation(case["id"])
+        store.case_event(case["id"], "claimed", who, None, now)
+        self.to_group(store, f"✋ {who} took case {reference} at {iso(now)[11:16]} UTC.", case, now)
+        worker = store.contact_by_id(case["contact_id"]) if case["contact_id"] else None
+        if worker is not None and not worker.opted_out:
+            self.say_to_worker(store, worker, _("A person from the helpline is here now. You can write to them "
+                                                "in this chat."), now)
+        return f"You took case {reference}."
+
+    def resolve(self, store: Store, reference: str, who: str, now: datetime) -> str:
+        case = store.case(reference)
+        if case is None:
+            return f"No case {reference}."
+        if case["status"] in ("resolved", "closed") and not case["handoff"]:
+            return f"Case {reference} is already {case['status']}."
+        store.update_case(case["id"], now, status="resolved", handoff=0)
+        store.cancel_escalation(case["id"])
+        store.case_event(case["id"], "resolved", who, None, now)
+        self.to_group(store, f"✅ {who} resolved case {reference}; the worker is back with the bot.", case, now)
+        worker = store.contact_by_id(case["contact_id"]) if case["contact_id"] else None
+        if worker is not None and not worker.opted_out:
+            self.say_to_worker(store, worker, _("Our staff member has finished this conversation. Send MENU to see "
+                                                "the menu, or write to us again at any time."), now)
+        return f"Case {reference} resolved."
+
+
+def _quote(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
+
+
+def _minutes_since(stamp: str, now: datetime) -> int:
+    return max(0, int((now - datetime.fromisoformat(stamp)).total_seconds() // 60))
+
+
+class EscalationTimer:
+    """Checks the escalation timers in the database every few seconds (they survive a restart)."""
+
+    def __init__(self, database: Database, staff: Staff, clock: Clock, on_queued: Callable[[], None],
+                 interval: float = 5.0):
+        self.database = database
+        self.staff = staff
+        self.clock = clock
+        self.on_queued = on_queued
+        self.interval = interval
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="helpline-escalations")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def check(self) -> int:
+        """Run the timers that are due now; returns how many cases were escalated again."""
+        count = await self.database.call(self._run_due, self.clock.now())
+        if count:
+            self.on_queued()
+        return count
+
+    def _run_due(self, store: Store, now: datetime) -> int:
+        with store.transaction():
+            return self.staff.run_escalations(store, now)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check()
+            except Exception:
+                log.exception("escalation check failed; trying again")
+            await asyncio.sleep(self.interval)

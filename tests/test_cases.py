@@ -1,0 +1,168 @@
+"""Complaints become cases a worker can follow: intake, anonymous reports, status, safe-hours follow-up."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from click.testing import CliRunner
+
+from bot.cases import can_move, next_safe_moment
+from bot.cli import main
+from tests.conftest import Worker
+
+REFERENCE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
+
+
+async def report(worker: Worker, *, anonymous: bool = False, safe_time: str = "3", follow_up: str = "1") -> str:
+    """Walk the whole complaint flow; returns the reference the bot gives."""
+    await worker.text("hi")
+    await worker.text("1")  # English
+    assert "few short questions" in await worker.text("2")  # Report a problem
+    assert "What happened?" in await worker.text("2" if anonymous else "1")
+    assert "Which country" in await worker.text("1 3")  # wages + passport
+    assert "What work" in await worker.text("1")  # Malaysia
+    assert "employer or agency" in await worker.text("1")  # domestic work
+    assert "When did it happen" in await worker.text("Madam Lee, Kuala Lumpur")
+    assert "own words" in await worker.text("1")  # still happening
+    reply = await worker.text("She keeps my passport and has not paid me for 4 months.")
+    if not anonymous:
+        assert "safe for us to write" in reply
+        reply = await worker.text(safe_time)
+        if safe_time != "4":
+            assert "May our staff write" in reply
+            reply = await worker.text(follow_up)
+        assert "partner organisation" in reply
+        reply = await worker.text("2")
+    assert "statistics" in reply
+    confirmation = await worker.text("1")
+    return REFERENCE.search(confirmation).group(1)
+
+
+def cli(config, *args) -> tuple[int, str]:
+    path = config.storage.database
+    result = CliRunner().invoke(main, [*args], env={"HELPLINE_STORAGE_DATABASE": path}, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+async def test_full_intake_over_sms_records_every_answer(worker, config):
+    reference = await report(worker)
+    code, output = cli(config, "cases", "show", reference, "--json", "--by", "tester")
+    assert code == 0
+    case = json.loads(output)
+    assert case["details"]["problem"] == ["wages", "documents"]
+    assert case["details"]["country"] == "MY" and case["details"]["sector"] == "domestic"
+    assert case["details"]["employer"] == "Madam Lee, Kuala Lumpur"
+    assert case["details"]["safe_time"] == "evening" and case["details"]["consent_follow_up"] == "yes"
+    assert case["details"]["consent_referral"] == "no" and case["details"]["consent_stats"] == "yes"
+    assert case["category"] == "wages" and case["status"] == "new" and case["anonymous"] is False
+    assert [event["kind"] for event in case["events"]] == ["opened"]
+
+
+async def test_full_intake_over_telegram_with_buttons(telegram_worker, config):
+    await telegram_worker.say("/start")
+    await telegram_worker.say("English", choice="1")
+    await telegram_worker.say("Report a problem", choice="2")
+    question = await telegram_worker.say("Yes, you may contact me", choice="1")
+    assert [label for label, _ in question[-1]["buttons"]][0] == "Wages not paid or kept back"
+    await telegram_worker.say("Recruitment fees or debt", choice="2")
+    for choice in ["3", "3"]:  # Thailand, factory
+        await telegram_worker.say("x", choice=choice)
+    await telegram_worker.say("0")  # no employer name
+    await telegram_worker.say("x", choice="2")  # this week
+    await telegram_worker.say("The agent took 3 months of pay.")
+    for choice in ["1", "1", "1", "1"]:
+        replies = await telegram_worker.say("x", choice=choice)
+    reference = REFERENCE.search(replies[-1]["text"]).group(1)
+    case = json.loads(cli(config, "cases", "show", reference, "--json")[1])
+    assert case["details"]["problem"] == ["fees"] and case["country"] == "TH"
+    assert "employer" not in case["details"]
+
+
+async def test_anonymous_report_keeps_no_contact_but_status_works_from_the_same_phone(client, worker, config):
+    reference = await report(worker, anonymous=True)
+    with sqlite3.connect(config.storage.database) as db:
+        contact_id, key = db.execute("SELECT contact_id, reporter_key FROM cases").fetchone()
+    assert contact_id is None and key and "+60" not in key
+    assert "waiting for a staff member" in await worker.text(f"STATUS {reference}")
+    other = Worker(client, address="+60111222333")
+    await other.text("hi")
+    assert "could not find" in await other.text(f"STATUS {reference}")
+
+
+async def test_status_shows_the_last_message_from_staff(worker, config, clock):
+    reference = await report(worker, safe_time="1")
+    code, output = cli(config, "cases", "set-status", reference, "in_progress", "--note",
+                       "We called your agency.", "--by", "Aye")
+    assert code == 0 and "the worker is told now" in output
+    clock.advance(minutes=1)  # the command ran on the real clock, a little after the test's clock
+    news = await worker.replies(expect=2)
+    assert "News on your case" in news[0]["text"] and "being worked on" in news[0]["text"]
+    assert news[1]["text"] == "We called your agency."
+    status = await worker.text(f"status {reference}")
+    assert "being worked on" in status and "We called your agency." in status
+
+
+async def test_follow_up_waits_for_the_workers_safe_hours(worker, config):
+    reference = await report(worker, safe_time="3")  # evenings, 6 to 10, in Malaysia
+    code, output = cli(config, "cases", "set-status", reference, "acknowledged", "--by", "Aye")
+    assert code == 0, output
+    with sqlite3.connect(config.storage.database) as db:
+        [(due,)] = db.execute("SELECT next_attempt_at FROM outbox").fetchall() or [(None,)]
+    if due is not None:  # outside the window: it waits for the evening, Kuala Lumpur time
+        local = datetime.fromisoformat(due).astimezone(ZoneInfo("Asia/Kuala_Lumpur"))
+        assert local.hour == 18 and local.minute == 0, local
+        assert "at" in output and "safe hours" in output
+    else:
+        assert "told now" in output
+
+
+async def test_no_follow_up_without_consent_and_never_means_never(client, config):
+    quiet = Worker(client, address="+60100000001")
+    reference = await report(quiet, safe_time="1", follow_up="2")
+    assert "not told" in cli(config, "cases", "set-status", reference, "acknowledged")[1]
+    never = Worker(client, address="+60100000002")
+    reference = await report(never, safe_time="4")
+    assert "not told" in cli(config, "cases", "set-status", reference, "acknowledged")[1]
+
+
+async def test_lifecycle_events_record_who_and_when_and_finished_cases_reopen(worker, config):
+    reference = await report(worker)
+    for status in ["acknowledged", "in_progress", "referred", "resolved", "in_progress", "closed"]:
+        code, output = cli(config, "cases", "set-status", reference, status, "--by", "Aye")
+        assert code == 0, output
+    code, output = cli(config, "cases", "set-status", reference, "referred", "--by", "Aye")
+    assert code == 1 and "cannot go from closed to referred" in output
+    case = json.loads(cli(config, "cases", "show", reference, "--json")[1])
+    changes = [e for e in case["events"] if e["kind"] == "status_changed"]
+    assert len(changes) == 6 and all(e["actor"] == "cli:Aye" and e["created_at"] for e in changes)
+
+
+async def test_cases_list_filters_and_logs_the_access(worker, config):
+    await report(worker)
+    await worker.text("SOS")
+    code, output = cli(config, "cases", "list", "--urgent", "--json", "--by", "Aye")
+    rows = [json.loads(line) for line in output.splitlines()]
+    assert code == 0 and len(rows) == 1 and rows[0]["urgent"] and rows[0]["kind"] == "complaint"
+    assert len(cli(config, "cases", "list", "--status", "new")[1].splitlines()) == 1
+    with sqlite3.connect(config.storage.database) as db:
+        assert db.execute("SELECT actor FROM audit WHERE action = 'list_cases'").fetchone()[0] == "cli:Aye"
+
+
+def test_case_references_move_only_along_the_lifecycle():
+    assert can_move("new", "acknowledged") and can_move("referred", "resolved")
+    assert can_move("resolved", "in_progress") and not can_move("closed", "referred")
+    assert not can_move("new", "new") and not can_move("new", "exploded")
+
+
+def test_safe_moments_in_the_workers_local_time():
+    morning_kl = datetime(2026, 3, 1, 23, 30, tzinfo=UTC)  # 07:30 in Kuala Lumpur
+    assert next_safe_moment("morning", "MY", morning_kl) == morning_kl
+    assert next_safe_moment("evening", "MY", morning_kl) == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    late_doha = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)  # 23:00 in Qatar
+    assert next_safe_moment("morning", "QA", late_doha) == datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+    assert next_safe_moment("any", "QA", late_doha) == late_doha
+    assert next_safe_moment("never", "QA", late_doha) is None

@@ -1,0 +1,223 @@
+"""A worker in danger is seen by a person: alert, claim, live hand-off, re-escalation, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+
+import pytest
+
+from bot.app import create_app
+from bot.keys import BOT
+from tests.conftest import SeededRandomness
+from tests.fakes import FakeTelegram, FakeTwilio
+from tests.test_telegram import HEADERS, SECRET, message
+from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
+
+STAFF_CHAT = -1009990001
+ONCALL = "+6590000001"
+_ids = iter(range(900_000_000, 990_000_000))
+
+
+@pytest.fixture
+async def fakes():
+    twilio, telegram = FakeTwilio(), FakeTelegram()
+    twilio.url, telegram.url = await twilio.start(), await telegram.start()
+    yield twilio, telegram
+    await twilio.close()
+    await telegram.close()
+
+
+def helpline_config(config, fakes):
+    twilio, telegram = fakes
+    return config.replace(
+        server={"public_url": PUBLIC},
+        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": twilio.url},
+        telegram={"token": "123456:TEST-token", "webhook_secret": SECRET, "api_base_url": telegram.url},
+        escalation={"telegram_chat_id": STAFF_CHAT, "oncall_numbers": (ONCALL,), "claim_timeout_minutes": 10},
+    )
+
+
+@pytest.fixture
+async def helpline(aiohttp_client, config, clock, fakes):
+    return await aiohttp_client(create_app(helpline_config(config, fakes), clock=clock,
+                                           randomness=SeededRandomness()))
+
+
+async def eventually(condition, timeout: float = 10.0):
+    for _ in range(int(timeout / 0.05)):
+        result = condition()
+        if result:
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError("never happened")
+
+
+def to_group(telegram) -> list[dict]:
+    return [m for m in telegram.sent() if m["chat_id"] == str(STAFF_CHAT)]
+
+
+def staff_press(data: str, user: int = 42, name: str = "Aye") -> dict:
+    return {"update_id": next(_ids), "callback_query": {
+        "id": f"cb{next(_ids)}", "chat_instance": "7", "data": data,
+        "from": {"id": user, "is_bot": False, "first_name": name},
+        "message": {"message_id": 1, "date": 1767225600, "chat": {"id": STAFF_CHAT, "type": "supergroup"},
+                    "text": "x"}}}
+
+
+def staff_reply(text: str, to_message_id: int, user: int = 42, name: str = "Aye") -> dict:
+    return {"update_id": next(_ids), "message": {
+        "message_id": next(_ids), "date": 1767225600, "text": text,
+        "chat": {"id": STAFF_CHAT, "type": "supergroup", "title": "Staff"},
+        "from": {"id": user, "is_bot": False, "first_name": name},
+        "reply_to_message": {"message_id": to_message_id, "date": 1767225600,
+                             "chat": {"id": STAFF_CHAT, "type": "supergroup"}, "text": "alert"}}}
+
+
+async def to_telegram(client, update):
+    response = await client.post("/telegram/webhook", json=update, headers=HEADERS)
+    assert response.status == 200
+
+
+def sms_to(twilio, number: str) -> list[str]:
+    return [call["form"]["Body"] for call in twilio.sent() if call["form"]["To"] == number]
+
+
+async def test_sms_distress_alert_claim_reply_and_done(helpline, fakes):
+    twilio, telegram = fakes
+    worker = "+60123000111"
+    assert (await post(helpline, webhook("help me they beat me", sender=worker))).status == 200
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    assert "URGENT" in alert["text"] and "Channel: sms" in alert["text"] and "they beat me" in alert["text"]
+    assert worker not in alert["text"]  # staff talk through the bot; the number is not shown
+    reference = re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+    assert [b["text"] for b in json.loads(alert["reply_markup"])["inline_keyboard"][0]] == ["Claim", "Resolve"]
+    first = (await eventually(lambda: sms_to(twilio, worker)))[0]
+    assert "Our staff have been alerted" in first
+
+    await to_telegram(helpline, staff_press(f"claim:{reference}"))
+    await eventually(lambda: any("took case" in m["text"] for m in to_group(telegram)))
+    answers = telegram.called("answerCallbackQuery")
+    assert await eventually(lambda: any(a.get("text") == f"You took case {reference}." for a in answers))
+    assert await eventually(lambda: any("here now" in body for body in sms_to(twilio, worker)))
+
+    await to_telegram(helpline, staff_press(f"claim:{reference}", user=43, name="Budi"))
+    assert await eventually(lambda: any("Already taken by Aye" in (a.get("text") or "")
+                                        for a in telegram.called("answerCallbackQuery")))
+
+    await post(helpline, webhook("I am locked in room 5", sender=worker))
+    relayed = await eventually(lambda: [m for m in to_group(telegram) if "room 5" in m["text"]])
+    assert json.loads(relayed[0]["reply_parameters"])["message_id"] == alert["_message_id"]
+
+    await to_telegram(helpline, staff_reply("We are calling the police now. Stay safe.", relayed[0]["_message_id"]))
+    assert await eventually(lambda: "We are calling the police now. Stay safe." in sms_to(twilio, worker))
+
+    await to_telegram(helpline, staff_reply("/done", alert["_message_id"]))
+    assert await eventually(lambda: any("finished this conversation" in body for body in sms_to(twilio, worker)))
+    assert await eventually(lambda: any("resolved case" in m["text"] for m in to_group(telegram)))
+    await post(helpline, webhook("menu", sender=worker))
+    assert await eventually(lambda: "How can we help" in sms_to(twilio, worker)[-1])
+
+
+async def test_telegram_worker_sos_and_staff_reply(helpline, fakes):
+    _, telegram = fakes
+    await to_telegram(helpline, message("hi", chat=3333))
+    await to_telegram(helpline, message("SOS", chat=3333))
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    assert "Channel: telegram" in alert["text"]
+    await to_telegram(helpline, staff_reply("Hello, I am Aye from the helpline.", alert["_message_id"]))
+    worker_messages = lambda: [m["text"] for m in telegram.sent() if m["chat_id"] == "3333"]  # noqa: E731
+    assert await eventually(lambda: "Hello, I am Aye from the helpline." in worker_messages())
+    assert any("here now" in text for text in worker_messages()), "a reply without a claim claims the case"
+
+
+async def test_unclaimed_urgent_case_is_escalated_again_and_oncall_paged(helpline, fakes, clock):
+    twilio, telegram = fakes
+    await post(helpline, webhook("SOS", sender="+60123000222"))
+    await eventually(lambda: to_group(telegram))
+    timer = helpline.app[BOT].escalations
+    clock.advance(minutes=9)
+    assert await timer.check() == 0
+    clock.advance(minutes=2)
+    assert await timer.check() == 1
+    assert await eventually(lambda: any("Still not claimed after 11 min" in m["text"] for m in to_group(telegram)))
+    assert await eventually(lambda: sms_to(twilio, ONCALL))
+    assert "needs a person" in sms_to(twilio, ONCALL)[0] and "+60123000222" not in sms_to(twilio, ONCALL)[0]
+    clock.advance(minutes=15)
+    assert await timer.check() == 0, "the interval grows: 20 minutes after the first re-escalation"
+    clock.advance(minutes=6)
+    assert await timer.check() == 1
+    await eventually(lambda: len(sms_to(twilio, ONCALL)) == 2)
+
+
+async def test_a_pending_reescalation_survives_a_restart(aiohttp_client, config, clock, fakes):
+    twilio, telegram = fakes
+    first = await aiohttp_client(create_app(helpline_config(config, fakes), clock=clock,
+                                            randomness=SeededRandomness()))
+    await post(first, webhook("SOS", sender="+60123000333"))
+    await eventually(lambda: to_group(telegram))
+    await first.close()
+    second = await aiohttp_client(create_app(helpline_config(config, fakes), clock=clock,
+                                             randomness=SeededRandomness(3)))
+    clock.advance(minutes=11)
+    assert await second.app[BOT].escalations.check() == 1
+    assert await eventually(lambda: sms_to(twilio, ONCALL))
+
+
+async def test_claimed_case_is_not_escalated(helpline, fakes, clock):
+    _, telegram = fakes
+    await post(helpline, webhook("SOS", sender="+60123000444"))
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    reference = re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+    await to_telegram(helpline, staff_press(f"claim:{reference}"))
+    await eventually(lambda: any("took case" in m["text"] for m in to_group(telegram)))
+    clock.advance(hours=2)
+    assert await helpline.app[BOT].escalations.check() == 0
+
+
+async def test_talk_to_a_person_is_a_handoff_without_urgency(helpline, fakes, clock):
+    twilio, telegram = fakes
+    worker = "+60123000555"
+    for text in ["hi", "1", "3"]:
+        await post(helpline, webhook(text, sender=worker))
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    assert "asks for a person" in alert["text"] and "URGENT" not in alert["text"]
+    await post(helpline, webhook("I need advice about my contract", sender=worker))
+    assert await eventually(lambda: [m for m in to_group(telegram) if "about my contract" in m["text"]])
+    assert await eventually(lambda: any("passed your message on" in body for body in sms_to(twilio, worker)))
+    clock.advance(hours=1)
+    assert await helpline.app[BOT].escalations.check() == 0
+
+
+async def test_staff_reply_to_an_opted_out_worker_is_not_sent_and_staff_are_told(helpline, fakes):
+    twilio, telegram = fakes
+    worker = "+60123000666"
+    await post(helpline, webhook("SOS", sender=worker))
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    await eventually(lambda: sms_to(twilio, worker))
+    await post(helpline, webhook("STOP", sender=worker))
+    await eventually(lambda: len(sms_to(twilio, worker)) == 2)
+    await to_telegram(helpline, staff_reply("Are you safe?", alert["_message_id"]))
+    assert await eventually(lambda: any("has opted out" in m["text"] for m in to_group(telegram)))
+    await asyncio.sleep(0.2)
+    assert "Are you safe?" not in sms_to(twilio, worker)
+
+
+async def test_audit_trail_names_staff_and_times(helpline, fakes, config):
+    import sqlite3
+
+    _, telegram = fakes
+    await post(helpline, webhook("SOS", sender="+60123000777"))
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    reference = re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+    await to_telegram(helpline, staff_press(f"claim:{reference}"))
+    await to_telegram(helpline, staff_reply("Hello", alert["_message_id"]))
+    await to_telegram(helpline, staff_press(f"resolve:{reference}"))
+    await eventually(lambda: any("resolved case" in m["text"] for m in to_group(telegram)))
+    with sqlite3.connect(config.storage.database) as db:
+        events = db.execute("SELECT kind, actor, created_at FROM case_events ORDER BY id").fetchall()
+    kinds = [kind for kind, _, _ in events]
+    for kind in ("opened", "urgent", "alerted", "claimed", "staff_reply", "resolved"):
+        assert kind in kinds
+    assert ("claimed", "Aye (telegram:42)") in [(k, a) for k, a, _ in events]

@@ -129,6 +129,24 @@ def flows_check(config_path: str | None, as_json: bool) -> None:
     sys.exit(0 if report.ok else 1)
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def triage(config_path: str | None) -> None:
+    """Check messages for danger: one message a line on stdin, one JSON object a line on stdout.
+
+        printf 'they beat me\nwhat is the minimum wage\n' | helpline triage
+    """
+    from bot.triage import Triage
+
+    _config(config_path)
+    checker = Triage()
+    for line in sys.stdin:
+        text = line.rstrip("\r\n")
+        result = checker.assess(text)
+        click.echo(json.dumps({"text": text, "urgent": result.urgent, "category": result.category,
+                               "language": result.language, "matched": result.matched}, ensure_ascii=False))
+
+
 @main.group()
 def cases() -> None:
     """Work cases from the command line: list, show, change status. Every view is logged."""

@@ -221,3 +221,37 @@ async def test_audit_trail_names_staff_and_times(helpline, fakes, config):
     for kind in ("opened", "urgent", "alerted", "claimed", "staff_reply", "resolved"):
         assert kind in kinds
     assert ("claimed", "Aye (telegram:42)") in [(k, a) for k, a, _ in events]
+
+
+def test_triage_command_gives_one_json_line_per_message():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "bot", "triage"], input="they beat me\nwhat is the minimum wage\n",
+                            capture_output=True, text=True, timeout=60)
+    first, second = (json.loads(line) for line in result.stdout.splitlines())
+    assert first["urgent"] is True and first["category"] == "violence" and first["language"] == "en"
+    assert second == {"text": "what is the minimum wage", "urgent": False, "category": None, "language": None,
+                      "matched": None}
+
+
+def test_every_danger_reply_fits_two_sms_segments_in_every_language(config):
+    from bot.content import check_content
+
+    report = check_content(config)
+    danger = {node.text for node in report.flows.nodes.values() if node.flow == "danger" and node.text}
+    costs = [m for m in report.messages if m["id"] in danger]
+    assert len(costs) == len(danger) * len(report.locales)
+    assert all(m["segments"] <= 2 for m in costs), [m for m in costs if m["segments"] > 2]
+
+
+async def test_danger_words_from_an_opted_out_worker_still_reach_staff(helpline, fakes):
+    twilio, telegram = fakes
+    worker = "+60123000888"
+    await post(helpline, webhook("hi", sender=worker))
+    await post(helpline, webhook("STOP", sender=worker))
+    await eventually(lambda: len(sms_to(twilio, worker)) == 2)
+    await post(helpline, webhook("please help they locked me in", sender=worker))
+    alert = (await eventually(lambda: to_group(telegram)))[0]
+    assert "URGENT" in alert["text"]
+    assert await eventually(lambda: any("alerted" in body for body in sms_to(twilio, worker)))

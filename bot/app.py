@@ -24,6 +24,7 @@ from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
 from bot.outbox import Delivery, Sender
 from bot.pipeline import Pipeline, PipelineSettings
+from bot.security import sealer_for
 from bot.staff import EscalationTimer, Staff, StaffSettings
 from bot.store.sqlite import Database, Pending, Store
 from bot.triage import Triage
@@ -72,13 +73,22 @@ def load_content(config: Config) -> ContentReport:
     return report
 
 
+def quiet_libraries() -> None:
+    """Provider libraries log request bodies (numbers, texts) at DEBUG, and the access log has addresses in
+    query strings: keep them at WARNING, so no personal data reaches a log at any level."""
+    for name in ("twilio", "telegram", "httpx", "httpcore", "aiohttp.access", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomness | None = None,
               senders: dict[str, Sender] | None = None, content: ContentReport | None = None) -> Bot:
+    quiet_libraries()
     clock = clock or SystemClock()
     content = content or load_content(config)
     assert content.flows is not None and content.catalogs is not None
     metrics = Metrics()
-    database = Database(lambda: Store(config.storage.database))
+    sealer = sealer_for(config, create=True)
+    database = Database(lambda: Store(config.storage.database, sealer))
     staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
                                 config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),

@@ -47,10 +47,19 @@ def serve(config_path: str | None, log_level: str) -> None:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.security import DataKeyError, load_key
     from bot.store.sqlite import Store
 
     config = _config(config_path)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        _key, where = load_key(config, create=True)
+    except (DataKeyError, OSError) as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    if where.endswith("(new)"):
+        click.echo(f"helpline: no data key was configured, so a new one was made in {where[:-6]} (owner-only, 0600). "
+                   "Keep it safe and apart from database backups: without it the data cannot be read.", err=True)
     try:
         app = create_app(config)
     except FlowError as error:
@@ -59,7 +68,7 @@ def serve(config_path: str | None, log_level: str) -> None:
         click.echo("the flows or catalogs are broken; fix them (see `helpline flows check`) and start again", err=True)
         sys.exit(1)
     try:
-        Store(config.storage.database).close()  # opens and migrates: a bad path is a clear error, not a traceback
+        Store(config.storage.database).close()  # opens, migrates: a bad path is a clear error, not a traceback
     except (sqlite3.Error, OSError) as error:
         click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
                    err=True)
@@ -153,11 +162,15 @@ def cases() -> None:
 
 
 def _store(config_path: str | None):
+    from bot.security import DataKeyError, sealer_for
     from bot.store.sqlite import Store
 
     config = _config(config_path)
     try:
-        return config, Store(config.storage.database)
+        return config, Store(config.storage.database, sealer_for(config))
+    except DataKeyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     except (sqlite3.Error, OSError) as error:
         click.echo(f"error: cannot open the database {config.storage.database!r}: {error}", err=True)
         sys.exit(2)
@@ -262,6 +275,38 @@ def cases_set_status(reference: str, status: str, note: str | None, config_path:
     finally:
         store.close()
     click.echo(f"{reference.upper()}: {status}; {told}")
+
+
+@main.command("rotate-key")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def rotate_key(config_path: str | None) -> None:
+    """Re-encrypt all personal data with a new data key. Stop `helpline serve` first.
+
+    With a key file, the file is replaced once the database is rewritten. With a key in config or the
+    environment, the new key is printed: put it there before the next start.
+    """
+    from datetime import UTC, datetime
+
+    from bot.security import CryptoSealer, DataKeyError, key_file_path, new_key, parse_key, rotate, write_key_file
+
+    config, store = _store(config_path)
+    fresh = new_key()
+    pending = key_file_path(config).with_suffix(".new")
+    if not config.security.data_key:
+        write_key_file(pending, fresh)  # first, so a crash in between never leaves data under a lost key
+    try:
+        counts = rotate(store, CryptoSealer(parse_key(fresh, "new key")))
+        store.audit(_who(None), "rotate_key", None, json.dumps(counts), datetime.now(UTC))
+    except DataKeyError as error:
+        click.echo(f"error: {error}; nothing was changed", err=True)
+        sys.exit(1)
+    finally:
+        store.close()
+    if config.security.data_key:
+        click.echo(f"re-encrypted {counts}. The new data key (put it in HELPLINE_SECURITY_DATA_KEY now):\n{fresh}")
+    else:
+        pending.replace(key_file_path(config))
+        click.echo(f"re-encrypted {counts}; the new key is in {key_file_path(config)}")
 
 
 @main.command()

@@ -75,6 +75,14 @@ class SmsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    data_key: str = ""
+    key_file: str = ""
+    retention_days: int = 365
+    messages_per_minute: int = 20
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -84,6 +92,7 @@ class Config:
     escalation: EscalationConfig = field(default_factory=EscalationConfig)
     session: SessionConfig = field(default_factory=SessionConfig)
     sms: SmsConfig = field(default_factory=SmsConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
     source: str = "defaults"
 
     def replace(self, **sections: Any) -> Config:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,6 +32,18 @@ class SeededRandomness:
 
     def choice(self, alphabet: str) -> str:
         return self.random.choice(alphabet)
+
+
+def unsealed(config: Config, sql: str, params=()) -> list:
+    """Rows of a query with every sealed value opened, as staff tools would see them (values are encrypted
+    on disk)."""
+    from bot.security import PREFIX, sealer_for
+
+    sealer = sealer_for(config)
+    with sqlite3.connect(config.storage.database) as db:
+        rows = db.execute(sql, params).fetchall()
+    return [tuple(sealer.unseal(v) if isinstance(v, str) and v.startswith(PREFIX) else v for v in row)
+            for row in rows]
 
 
 @pytest.fixture

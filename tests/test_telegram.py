@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.app import create_app
-from tests.conftest import SeededRandomness
+from tests.conftest import SeededRandomness, unsealed
 from tests.fakes import FakeTelegram
 
 SECRET = "s3cret-token_value"
@@ -198,8 +198,7 @@ async def test_photo_is_kept_as_evidence_on_the_open_case(tg, telegram, config):
     photo["message"]["photo"] = [{"file_id": "AgACphoto", "file_unique_id": "u1", "width": 90, "height": 90}]
     await send(tg, photo)
     assert "We added this to your case" in (await telegram.wait_for(15, timeout=30))[14]["text"]
-    with sqlite3.connect(config.storage.database) as db:
-        detail = db.execute("SELECT detail FROM case_events WHERE kind = 'evidence'").fetchone()[0]
+    [(detail,)] = unsealed(config, "SELECT detail FROM case_events WHERE kind = 'evidence'")
     assert "telegram:photo:AgACphoto" in detail
 
 
@@ -251,6 +250,5 @@ async def test_evidence_later_by_giving_the_reference_and_never_to_someone_elses
     stranger["message"]["photo"] = [{"file_id": "AgACfake", "file_unique_id": "u3", "width": 9, "height": 9}]
     await send(tg, stranger)
     assert "We added this" not in (await telegram.wait_for(17, timeout=30))[16]["text"]
-    with sqlite3.connect(config.storage.database) as db:
-        details = [row[0] for row in db.execute("SELECT detail FROM case_events WHERE kind = 'evidence'")]
+    details = [row[0] for row in unsealed(config, "SELECT detail FROM case_events WHERE kind = 'evidence'")]
     assert any("AgACcontract" in d for d in details) and not any("AgACfake" in d for d in details)

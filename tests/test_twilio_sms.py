@@ -8,7 +8,7 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
-from tests.conftest import SeededRandomness
+from tests.conftest import SeededRandomness, unsealed
 from tests.fakes import FakeTwilio, twilio_error
 
 TOKEN = "12345678901234567890123456789012"
@@ -172,13 +172,11 @@ async def test_status_callbacks_are_recorded_and_signature_checked(sms, twilio):
 
 
 async def test_media_urls_are_stored_with_the_message(sms, twilio, config):
-    import sqlite3
 
     params = webhook("photo of my contract", NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME1",
                      MediaContentType0="image/jpeg")
     assert (await post(sms, params)).status == 200
-    with sqlite3.connect(config.storage.database) as db:
-        body = db.execute("SELECT body FROM messages WHERE direction = 'in'").fetchone()[0]
+    [(body,)] = unsealed(config, "SELECT body FROM messages WHERE direction = 'in'")
     assert "https://api.twilio.com/media/ME1" in body
 
 

@@ -92,6 +92,7 @@ class Store:
         if self.path != ":memory:":
             self.db.enable_wal()
         self.db.execute("PRAGMA foreign_keys = ON")
+        self.db.execute("PRAGMA secure_delete = ON")  # erased data is overwritten, not left in free pages
         self.db.execute("PRAGMA synchronous = NORMAL")
         self.db.execute("PRAGMA busy_timeout = 5000")
         migrations.apply(self.db)
@@ -216,9 +217,18 @@ class Store:
         row = self.db.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
         return row[0] if row else None
 
+    def _provider_key(self, provider_id: str) -> str:
+        """A provider's id for a message to a worker is kept as a keyed hash (a Telegram id is in it)."""
+        return "h:" + self.sealer.lookup_key("provider", provider_id)
+
     def mark_sent(self, message_id: int, provider_id: str | None, now: datetime) -> None:
         with self.transaction():
             self.db.execute("DELETE FROM outbox WHERE message_id = ?", [message_id])
+            role = self.db.execute(
+                "SELECT c.role FROM messages m JOIN contacts c ON c.id = m.contact_id WHERE m.id = ?", [message_id]
+            ).fetchone()
+            if provider_id is not None and role is not None and role[0] == "worker":
+                provider_id = self._provider_key(provider_id)
             self.db.execute(
                 "UPDATE messages SET status = 'sent', provider_id = ?, updated_at = ? WHERE id = ?",
                 [provider_id, iso(now), message_id],
@@ -242,8 +252,8 @@ class Store:
         """A provider's delivery report on an outbound message; a late report never moves a status back."""
         rank = {"queued": 0, "sending": 1, "sent": 2, "delivered": 3, "read": 4, "undelivered": 3, "failed": 3}
         row = self.db.execute(
-            "SELECT id, status FROM messages WHERE channel = ? AND direction = 'out' AND provider_id = ?",
-            [channel, provider_id],
+            "SELECT id, status FROM messages WHERE channel = ? AND direction = 'out' AND provider_id IN (?, ?)",
+            [channel, provider_id, self._provider_key(provider_id)],
         ).fetchone()
         if row is None:
             return False

@@ -92,7 +92,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
                                 config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
-                        PipelineSettings(config.session.idle_minutes, config.sms.segment_budget), staff=staff,
+                        PipelineSettings(config.session.idle_minutes, config.sms.segment_budget,
+                                         config.security.messages_per_minute), staff=staff,
                         triage=Triage())
     sim = simulator.SimulatorSender()
     channels: list = []

@@ -20,11 +20,13 @@ KEYWORDS: dict[str, str] = {
     "opt_in": pgettext("keyword", "UNSTOP, YES"),
     "status": pgettext("keyword", "STATUS"),
     "sos": pgettext("keyword", "SOS"),
+    "delete": pgettext("keyword", "DELETE, ERASE"),
+    "pin": pgettext("keyword", "PIN"),
 }
 # Telegram-style commands, e.g. /start, /menu@HelplineBot.
 COMMANDS = {"start": "start", "menu": "menu", "help": "menu", "language": "language", "lang": "language",
-            "status": "status", "stop": "stop", "sos": "sos"}
-ARGUMENT_TAKERS = {"status"}
+            "status": "status", "stop": "stop", "sos": "sos", "delete": "delete"}
+ARGUMENT_TAKERS = {"status", "pin"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -126,11 +126,15 @@ class Delivery:
                                      now + timedelta(seconds=backoff(pending.attempts)))
             return
         await self.database.call(Store.mark_sent, pending.message_id, provider_id, self.clock.now())
+        if pending.body.get("erase_after"):
+            await self.database.call(Store.forget_contact, pending.contact_id)
         if self.on_sent:
             await self.on_sent(pending)
 
     async def _fail(self, pending: Pending, reason: str) -> None:
         log.error("message %s to contact %s failed: %s", pending.message_id, pending.contact_id, reason)
         await self.database.call(Store.mark_failed, pending.message_id, reason, self.clock.now())
+        if pending.body.get("erase_after"):
+            await self.database.call(Store.forget_contact, pending.contact_id)
         if self.on_failed:
             await self.on_failed(pending, reason)

@@ -26,6 +26,7 @@ from bot.triage import Triage
 log = logging.getLogger(__name__)
 
 RESUME = "@resume"  # the pseudo-node of "continue where you left off, or start again?"
+DELETE = "@delete"  # the pseudo-node of "delete all your data?"
 PAGES = "_pages"  # SMS pages not yet sent, until the worker replies 0
 SAVED = "_saved_node"
 EVIDENCE = "_evidence"  # media sent before a case exists, attached when one opens
@@ -39,6 +40,7 @@ MAX_SLOT_LENGTH = 2000
 class PipelineSettings:
     idle_minutes: int = 60
     sms_budget: int = 3
+    messages_per_minute: int = 20
 
 
 class Pipeline:
@@ -112,6 +114,7 @@ class Turn:
         self.caps = CAPABILITIES[inbound.channel]
         self.send_nothing = False
         self.opt_out = False
+        self.erased = False
 
     # The turn --------------------------------------------------------------------------------------
 
@@ -140,6 +143,16 @@ class Turn:
             if handoff is None or not handoff["urgent"]:
                 self.conversation.slots[PAUSED] = self.conversation.node
                 self.enter("danger")
+            return self.finish()
+        recent = self.store.recent_inbound(self.contact.id, self.now - timedelta(minutes=1))
+        limit = self.p.settings.messages_per_minute
+        if recent > limit:
+            # Stored all the same; one polite word, then quiet until the worker slows down.
+            if recent == limit + 1 and not self.contact.opted_out:
+                self.conversation.say(_("You sent many messages in a short time. We have them all. Please wait a "
+                                        "minute before you send more."))
+            else:
+                self.send_nothing = True
             return self.finish()
         keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
         if keyword is not None and keyword.name == "opt_in" and not self.contact.opted_out:
@@ -186,6 +199,14 @@ class Turn:
             self.enter("danger")
         elif keyword.name == "status":
             self.status(keyword.argument)
+        elif keyword.name == "delete":
+            conversation.slots[SAVED] = conversation.node
+            conversation.node = DELETE
+            conversation.say(_("This deletes your messages and your contact from the helpline. Reports you made "
+                               "are kept without your name or number. Delete now?"),
+                             ((_("Yes, delete my data"), True), (_("No, keep it"), True)))
+        elif keyword.name == "pin":
+            self.pin(keyword.argument)
 
     def answer(self) -> None:
         conversation = self.conversation
@@ -193,6 +214,8 @@ class Turn:
             return self.enter("main")
         if conversation.node == RESUME:
             return self.resume_choice()
+        if conversation.node == DELETE:
+            return self.delete_choice()
         if conversation.node is None:
             conversation.say(_("Welcome back."))
             return self.enter("main.menu")
@@ -242,6 +265,44 @@ class Turn:
             conversation.node = saved
             return self.p.engine.ask_again(conversation)
         self.enter("main.menu")
+
+    def delete_choice(self) -> None:
+        conversation = self.conversation
+        saved = conversation.slots.pop(SAVED, None)
+        typed = self.inbound.choice or self.inbound.text
+        yes = normalise(self.p.catalogs.gettext(conversation.language, "Yes, delete my data"))
+        if as_number(typed) != 1 and normalise(typed) != yes:
+            conversation.node = saved if saved in self.p.flows.nodes else None
+            conversation.say(_("Nothing was deleted."))
+            if conversation.node:
+                self.p.engine.ask_again(conversation)
+            return
+        open_cases = self.store.erase_contact(self.contact.id, self.now, keep_address=True)
+        for case in open_cases:
+            self.p.staff.to_group(self.store, f"🗑 The worker of case {case['reference']} deleted their data. The "
+                                              "case keeps its category, country and dates only.", case, self.now)
+        self.erased = True
+        conversation.node = None
+        conversation.say(_("Your data has been deleted. You can write to us again at any time."))
+
+    def pin(self, argument: str) -> None:
+        """PIN 2580 sets a PIN that STATUS then needs; PIN <old> <new> changes it, PIN <old> OFF removes it."""
+        parts = argument.split()
+        digits = [p for p in parts if p.isdigit() and 4 <= len(p) <= 8]
+        has_pin = self.store.pin_matches(self.contact.id, None) is not None
+        if not has_pin and len(parts) == 1 and digits:
+            self.store.set_pin(self.contact.id, digits[0])
+            self.conversation.say(_("Your PIN is set. From now on, send STATUS, your case number and your PIN, "
+                                    "for example: STATUS K7F3-QP9M 2580"))
+        elif has_pin and len(parts) == 2 and self.store.pin_matches(self.contact.id, parts[0]):
+            new = None if normalise(parts[1]) == "off" else parts[1]
+            if new is not None and not (new.isdigit() and 4 <= len(new) <= 8):
+                self.conversation.say(_("A PIN is 4 to 8 digits, for example: PIN 2580"))
+                return
+            self.store.set_pin(self.contact.id, new)
+            self.conversation.say(_("Your PIN is changed.") if new else _("Your PIN is removed."))
+        else:
+            self.conversation.say(_("A PIN is 4 to 8 digits, for example: PIN 2580"))
 
     def enter(self, target: str) -> None:
         self.p.engine.enter(self.conversation, target, self.actions)
@@ -316,6 +377,12 @@ class Turn:
 
     def status(self, typed: str) -> None:
         conversation = self.conversation
+        words = typed.split()
+        pin = next((w for w in words if w.isdigit() and 4 <= len(w) <= 8), None)
+        typed = " ".join(w for w in words if w != pin)
+        if self.store.pin_matches(self.contact.id, pin) is False:
+            conversation.say(_("Send STATUS, your case number and your PIN, for example: STATUS K7F3-QP9M 2580"))
+            return
         reference = parse_reference(typed) if typed else None
         case = self.store.case(reference) if reference else None
         if typed and (case is None or not self.store.owns_case(case, self.contact)):
@@ -352,10 +419,13 @@ class Turn:
                 body = {"text": page.text, "buttons": [[b.label, b.value] for b in page.buttons]}
                 if self.opt_out:
                     body["opt_out_notice"] = True  # the one message an opted-out worker still gets
+                if self.erased:
+                    body["erase_after"] = True  # the contact's last trace goes once this is sent
                 self.reply.outbound_ids.append(self.store.queue_outbound(self.contact, body, self.now))
         if self.opt_out:
             self.store.opt_out(self.contact.id, "worker", self.now)
-        self.save_session()
+        if not self.erased:
+            self.save_session()
 
     def save_session(self) -> None:
         self.store.save_session(self.contact.id, self.conversation.node, self.conversation.slots, self.now)

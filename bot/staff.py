@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.cases import FINAL_STATUSES, STATUS_NAMES, can_move, next_safe_moment
+from bot.cases import FINAL_STATUSES, can_move, next_safe_moment
 from bot.clock import Clock
 from bot.flows.engine import Say
 from bot.i18n import Catalogs, _
@@ -169,11 +169,10 @@ class Staff:
             when = next_safe_moment(details.get("safe_time"), details.get("country"), now)
             if when is None:
                 return "the worker is not told (they asked never to be written to)"
-            status_name = self.catalogs.gettext(worker.language, STATUS_NAMES[status])
-            self.say_to_worker(store, worker, _("News on your case {reference}: {status}."), now, not_before=when,
-                               reference=reference, status=status_name)
-            if note:
-                self.say_to_worker(store, worker, note, now, translate=False, not_before=when)
+            # Discreet: a phone may be read by the employer, so the message itself says nothing of the case;
+            # STATUS (behind the worker's PIN, if they set one) gives the status and the staff's note.
+            self.say_to_worker(store, worker, _("There is news for you from the helpline. Send STATUS to see it."),
+                               now, not_before=when)
         return "the worker is told now" if when == now else f"the worker is told at {iso(when)[:16]} UTC (safe hours)"
 
     def delivery_failed(self, store: Store, body: dict, reason: str, now: datetime) -> None:

@@ -99,9 +99,9 @@ async def test_status_shows_the_last_message_from_staff(worker, config, clock):
                        "We called your agency.", "--by", "Aye")
     assert code == 0 and "the worker is told now" in output
     clock.advance(minutes=1)  # the command ran on the real clock, a little after the test's clock
-    news = await worker.replies(expect=2)
-    assert "News on your case" in news[0]["text"] and "being worked on" in news[0]["text"]
-    assert news[1]["text"] == "We called your agency."
+    [news] = await worker.replies(expect=1)
+    assert news["text"] == "There is news for you from the helpline. Send STATUS to see it."
+    assert reference not in news["text"] and "agency" not in news["text"]  # discreet: phones are checked
     status = await worker.text(f"status {reference}")
     assert "being worked on" in status and "We called your agency." in status
 

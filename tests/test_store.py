@@ -14,7 +14,8 @@ from bot.store.schema import migrations
 from bot.store.sqlite import Store
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports"]
+ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports",
+                  "m005_privacy"]
 
 
 @pytest.fixture
@@ -236,7 +237,7 @@ def test_erase_contact_removes_the_contact_messages_and_session_and_keeps_the_ca
 
     erased = store.erase_contact(worker.id, NOW + timedelta(hours=1))
 
-    assert erased == 1
+    assert [case["reference"] for case in erased] == ["ABC-1234"]  # the open cases it had
     assert store.contact_by_id(worker.id) is None
     assert store.messages_for(worker.id) == []
     assert store.session(worker.id) is None

@@ -131,3 +131,23 @@ def m004_anonymous_reports(db: Database) -> None:
         CREATE INDEX cases_status ON cases (status, urgent);
         """
     )
+
+
+@migrations()
+def m005_privacy(db: Database) -> None:
+    """A worker's own PIN for case details, and the anonymous statistics that old cases are reduced to."""
+    db.executescript(
+        """
+        ALTER TABLE contacts ADD COLUMN pin_hash TEXT;
+        CREATE TABLE statistics (
+            period TEXT NOT NULL,               -- YYYY-MM the case was opened
+            kind TEXT NOT NULL,
+            category TEXT NOT NULL DEFAULT '',
+            country TEXT NOT NULL DEFAULT '',
+            language TEXT NOT NULL DEFAULT '',
+            urgent INTEGER NOT NULL DEFAULT 0,
+            cases INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (period, kind, category, country, language, urgent)
+        );
+        """
+    )

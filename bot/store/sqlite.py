@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import hmac
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -427,20 +428,95 @@ class Store:
 
     # Erasure and audit -----------------------------------------------------------------------------
 
-    def erase_contact(self, contact_id: int, now: datetime) -> int:
-        """Erase a worker: contact, session, messages; cases keep only what statistics need."""
+    def erase_contact(self, contact_id: int, now: datetime, keep_address: bool = False) -> list[dict]:
+        """Erase a worker: messages, session, name; their cases keep only category, country and dates.
+        With ``keep_address`` the contact row (sealed address only) stays until a last message is sent
+        (see :meth:`forget_contact`). Returns the cases that were open."""
         with self.transaction():
-            cases = self.db.execute("SELECT id FROM cases WHERE contact_id = ?", [contact_id]).fetchall()
-            for (case_id,) in cases:
+            row = self.db.execute("SELECT channel, address FROM contacts WHERE id = ?", [contact_id]).fetchone()
+            if row is None:
+                return []
+            key = self.sealer.lookup_key(row[0], self.sealer.unseal(row[1]))
+            cases = [self._case_row(r) for r in self.db.query(
+                "SELECT * FROM cases WHERE contact_id = ? OR reporter_key = ?", [contact_id, key])]
+            for case in cases:
                 self.db.execute(
-                    "UPDATE cases SET details = ?, contact_id = NULL, updated_at = ? WHERE id = ?",
-                    [self._seal_json({}), iso(now), case_id],
+                    "UPDATE cases SET details = ?, contact_id = NULL, reporter_key = NULL, handoff = 0, updated_at = ?"
+                    " WHERE id = ?", [self._seal_json({}), iso(now), case["id"]],
                 )
-                self.db.execute("UPDATE case_events SET detail = NULL WHERE case_id = ?", [case_id])
-                self.case_event(case_id, "erased", "worker", None, now)
-            self.db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
+                self.db.execute("UPDATE case_events SET detail = NULL WHERE case_id = ?", [case["id"]])
+                self.case_event(case["id"], "erased", "worker", None, now)
+            if keep_address:
+                self.db.execute("DELETE FROM messages WHERE contact_id = ?", [contact_id])
+                self.db.execute("DELETE FROM sessions WHERE contact_id = ?", [contact_id])
+                self.db.execute("UPDATE contacts SET name = NULL WHERE id = ?", [contact_id])
+            else:
+                self.db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
             self.audit("worker", "erase", f"contact:{contact_id}", f"{len(cases)} case(s) anonymised", now)
-        return len(cases)
+        return [case for case in cases if case["status"] not in ("resolved", "closed")]
+
+    def set_pin(self, contact_id: int, pin: str | None) -> None:
+        value = None if pin is None else self.sealer.lookup_key("pin", f"{contact_id}:{pin}")
+        self.db.execute("UPDATE contacts SET pin_hash = ? WHERE id = ?", [value, contact_id])
+
+    def pin_matches(self, contact_id: int, pin: str | None) -> bool | None:
+        """None when the contact has no PIN; else whether ``pin`` is it."""
+        row = self.db.execute("SELECT pin_hash FROM contacts WHERE id = ?", [contact_id]).fetchone()
+        if row is None or row[0] is None:
+            return None
+        return pin is not None and hmac.compare_digest(row[0], self.sealer.lookup_key("pin", f"{contact_id}:{pin}"))
+
+    def recent_inbound(self, contact_id: int, since: datetime) -> int:
+        return self.db.execute(
+            "SELECT COUNT(*) FROM messages WHERE contact_id = ? AND direction = 'in' AND created_at >= ?",
+            [contact_id, iso(since)],
+        ).fetchone()[0]
+
+    def purge(self, cutoff: datetime, dry_run: bool = False) -> dict[str, int]:
+        """Retention: finished cases last changed before ``cutoff`` become anonymous statistics (if the worker
+        did not refuse statistics) and are deleted; older messages and sessions are deleted; contacts silent
+        since then, with no open case, are deleted. References stay issued, so none is ever reused."""
+        old_cases = [self._case_row(r) for r in self.db.query(
+            "SELECT * FROM cases WHERE status IN ('resolved', 'closed') AND updated_at < ?", [iso(cutoff)])]
+        counts = {
+            "cases": len(old_cases),
+            "messages": self.db.execute(
+                "SELECT COUNT(*) FROM messages WHERE created_at < ? AND id NOT IN (SELECT message_id FROM outbox)",
+                [iso(cutoff)]).fetchone()[0],
+            "sessions": self.db.execute("SELECT COUNT(*) FROM sessions WHERE updated_at < ?",
+                                        [iso(cutoff)]).fetchone()[0],
+            "contacts": self.db.execute(
+                "SELECT COUNT(*) FROM contacts WHERE last_seen_at < ? AND role = 'worker' AND id NOT IN"
+                " (SELECT contact_id FROM cases WHERE contact_id IS NOT NULL AND status NOT IN ('resolved', 'closed'))",
+                [iso(cutoff)]).fetchone()[0],
+        }
+        if dry_run:
+            return counts
+        with self.transaction():
+            for case in old_cases:
+                if case["details"].get("consent_stats") != "no":
+                    self.db.execute(
+                        "INSERT INTO statistics (period, kind, category, country, language, urgent, cases)"
+                        " VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET cases = cases + 1",
+                        [case["created_at"][:7], case["kind"], case["category"] or "", case["country"] or "",
+                         case["language"] or "", int(case["urgent"])])
+                self.db.execute("DELETE FROM cases WHERE id = ?", [case["id"]])
+            self.db.execute("DELETE FROM messages WHERE created_at < ? AND id NOT IN (SELECT message_id FROM outbox)",
+                            [iso(cutoff)])
+            self.db.execute("DELETE FROM sessions WHERE updated_at < ?", [iso(cutoff)])
+            self.db.execute(
+                "DELETE FROM contacts WHERE last_seen_at < ? AND role = 'worker' AND id NOT IN"
+                " (SELECT contact_id FROM cases WHERE contact_id IS NOT NULL AND status NOT IN ('resolved', 'closed'))",
+                [iso(cutoff)])
+            self.audit("retention", "purge", None, json.dumps(counts), _utcnow())
+        return counts
+
+    def statistics(self) -> list[dict]:
+        return list(self.db.query("SELECT * FROM statistics ORDER BY period, kind, category, country"))
+
+    def forget_contact(self, contact_id: int) -> None:
+        """Remove what is left of an erased worker once their last message has gone."""
+        self.db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
 
     def audit(self, actor: str, action: str, subject: str | None, detail: str | None, now: datetime) -> None:
         self.db.execute(

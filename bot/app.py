@@ -7,8 +7,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiohttp import web
+from aiolimiter import AsyncLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels import simulator
@@ -30,6 +32,10 @@ from bot.store.sqlite import Database, Pending, Store
 from bot.triage import Triage
 
 log = logging.getLogger(__name__)
+
+IP_LIMITERS = web.AppKey("ip_limiters", dict)
+SIMULATOR_PER_MINUTE = 120
+AUTH_FAILURES_PER_MINUTE = 30
 
 
 @dataclass
@@ -145,7 +151,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
 def create_app(config: Config, **kwargs) -> web.Application:
     """The HTTP application. ``kwargs`` go to :func:`build_bot` (a clock, randomness, senders for tests)."""
     bot = build_bot(config, **kwargs)
-    app = web.Application(client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024, middlewares=[limit_per_ip])
+    app[IP_LIMITERS] = {}
     app[BOT] = bot
     app[INTAKE] = bot.intake
     app[DATABASE] = bot.database
@@ -153,9 +160,11 @@ def create_app(config: Config, **kwargs) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await bot.start()
+        retention = asyncio.create_task(daily_retention(bot), name="helpline-retention")
         log.info("helpline ready: database %s, languages %s", config.storage.database,
                  ", ".join(bot.pipeline.catalogs.languages))
         yield
+        retention.cancel()
         await bot.stop()
 
     app.cleanup_ctx.append(lifecycle)
@@ -166,6 +175,43 @@ def create_app(config: Config, **kwargs) -> web.Application:
         app.router.add_routes(channel.routes())
     app.router.add_get("/", home)
     return app
+
+
+async def daily_retention(bot: Bot, first_delay: float = 60.0) -> None:
+    """Retention inside `serve`: a minute after start, then every 24 hours."""
+    await asyncio.sleep(first_delay)
+    while True:
+        cutoff = bot.pipeline.clock.now() - timedelta(days=bot.config.security.retention_days)
+        try:
+            counts = await bot.database.call(Store.purge, cutoff)
+            log.info("retention: %s", counts)
+        except Exception:
+            log.exception("retention failed; trying again tomorrow")
+        await asyncio.sleep(24 * 3600)
+
+
+@web.middleware
+async def limit_per_ip(request: web.Request, handler):
+    """Per-address limits where an address means something: the simulator (a browser), and requests that
+    fail authentication (someone guessing). Providers' own signed webhooks are never throttled here: one
+    Twilio or Telegram address carries every worker."""
+    limiters: dict = request.app[IP_LIMITERS]
+    address = request.remote or "?"
+    if len(limiters) > 50_000:
+        limiters.clear()
+    if request.path.startswith("/simulator/api/"):
+        limiter = limiters.setdefault(("sim", address), AsyncLimiter(SIMULATOR_PER_MINUTE, 60))
+        if not limiter.has_capacity():
+            raise web.HTTPTooManyRequests(text="slow down", headers={"Retry-After": "60"})
+        await limiter.acquire()
+    failures = limiters.setdefault(("auth", address), AsyncLimiter(AUTH_FAILURES_PER_MINUTE, 60))
+    if not failures.has_capacity():
+        raise web.HTTPTooManyRequests(text="too many refused requests", headers={"Retry-After": "60"})
+    try:
+        return await handler(request)
+    except (web.HTTPUnauthorized, web.HTTPForbidden):
+        await failures.acquire()
+        raise
 
 
 async def home(request: web.Request) -> web.Response:

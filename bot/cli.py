@@ -277,6 +277,25 @@ def cases_set_status(reference: str, status: str, note: str | None, config_path:
     click.echo(f"{reference.upper()}: {status}; {told}")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--dry-run", is_flag=True, help="Only count what would go.")
+def purge(config_path: str | None, dry_run: bool) -> None:
+    """Apply retention now ([security] retention_days; `serve` also does it daily): finished cases older than
+    that become anonymous statistics, old messages and sessions go, silent contacts are deleted."""
+    from datetime import UTC, datetime, timedelta
+
+    config, store = _store(config_path)
+    try:
+        counts = store.purge(datetime.now(UTC) - timedelta(days=config.security.retention_days), dry_run=dry_run)
+    finally:
+        store.close()
+    verb = "would delete" if dry_run else "deleted"
+    click.echo(f"{verb}: {counts['cases']} finished case(s), {counts['messages']} message(s), "
+               f"{counts['sessions']} session(s), {counts['contacts']} contact(s) older than "
+               f"{config.security.retention_days} days")
+
+
 @main.command("rotate-key")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def rotate_key(config_path: str | None) -> None:

@@ -255,3 +255,15 @@ async def test_danger_words_from_an_opted_out_worker_still_reach_staff(helpline,
     alert = (await eventually(lambda: to_group(telegram)))[0]
     assert "URGENT" in alert["text"]
     assert await eventually(lambda: any("alerted" in body for body in sms_to(twilio, worker)))
+
+
+async def test_staff_are_told_when_a_worker_with_an_open_case_deletes_their_data(helpline, fakes):
+    twilio, telegram = fakes
+    worker = "+60123000999"
+    await post(helpline, webhook("SOS", sender=worker))
+    await eventually(lambda: to_group(telegram))
+    await post(helpline, webhook("DELETE", sender=worker))
+    await eventually(lambda: len(sms_to(twilio, worker)) == 2)
+    await post(helpline, webhook("1", sender=worker))
+    assert await eventually(lambda: any("deleted their data" in m["text"] for m in to_group(telegram)))
+    assert await eventually(lambda: any("has been deleted" in body for body in sms_to(twilio, worker)))

@@ -73,9 +73,28 @@ def serve(config_path: str | None, log_level: str) -> None:
         click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
                    err=True)
         sys.exit(2)
+    lock = _single_instance(config.storage.database)
     click.echo(f"helpline: serving on http://{config.server.host}:{config.server.port} "
                f"(simulator: http://{config.server.host}:{config.server.port}/simulator)", err=True)
-    web.run_app(app, host=config.server.host, port=config.server.port, print=None, shutdown_timeout=10.0)
+    try:
+        web.run_app(app, host=config.server.host, port=config.server.port, print=None, shutdown_timeout=10.0)
+    finally:
+        lock.close()
+
+
+def _single_instance(database: str):
+    """Hold an exclusive lock beside the database for as long as `serve` runs: a second `serve` on the same
+    database would send every reply twice and race the timers, so it refuses to start."""
+    import fcntl
+
+    handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held for the life of the process
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        click.echo(f"error: another `helpline serve` is already using {database}; stop it first "
+                   "(two would answer every message twice)", err=True)
+        sys.exit(2)
+    return handle
 
 
 @main.command()
@@ -296,6 +315,29 @@ def purge(config_path: str | None, dry_run: bool) -> None:
                f"{config.security.retention_days} days")
 
 
+@main.command()
+@click.argument("target", type=click.Path(dir_okay=False))
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def backup(target: str, config_path: str | None) -> None:
+    """Copy the database to TARGET, safely while `serve` runs (SQLite online backup).
+
+    Restore: stop `serve`, copy TARGET over the database file (removing any old -wal and -shm files beside
+    it), start `serve` with the same data key.
+    """
+    from pathlib import Path
+
+    if Path(target).exists():
+        click.echo(f"error: {target} exists; choose a new file", err=True)
+        sys.exit(2)
+    config, store = _store(config_path)
+    try:
+        store.backup(target)
+    finally:
+        store.close()
+    click.echo(f"backed up {config.storage.database} to {target} ({Path(target).stat().st_size} bytes); "
+               "it is encrypted with the same data key, which is not in it")
+
+
 @main.command("rotate-key")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def rotate_key(config_path: str | None) -> None:
@@ -310,7 +352,7 @@ def rotate_key(config_path: str | None) -> None:
 
     config, store = _store(config_path)
     fresh = new_key()
-    pending = key_file_path(config).with_suffix(".new")
+    pending = key_file_path(config).with_name(key_file_path(config).name + ".new")
     if not config.security.data_key:
         write_key_file(pending, fresh)  # first, so a crash in between never leaves data under a lost key
     try:

@@ -129,3 +129,34 @@ def test_segments_command(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0] == '{"text": "Hello", "encoding": "GSM-7", "segments": 1}'
     assert '"encoding": "UCS-2"' in lines[1]
+
+
+def test_a_second_serve_on_the_same_database_refuses_to_start(server, tmp_path):
+    process, base, database = server
+    config = tmp_path / "second.toml"
+    config.write_text(f'[server]\nport = {free_port()}\n[storage]\ndatabase = "{database}"\n')
+    second = subprocess.run([sys.executable, "-m", "bot", "serve", "--config", str(config)], capture_output=True,
+                            text=True, timeout=60, cwd=tmp_path)
+    assert second.returncode == 2
+    assert "another `helpline serve` is already using" in second.stderr
+    assert get(f"{base}/healthz")[0] == 200, "the first one is untouched"
+
+
+def test_backup_while_serving_gives_a_database_the_bot_can_open(server, tmp_path):
+    process, base, database = server
+    request = urllib.request.Request(f"{base}/simulator/api/send", method="POST",
+                                     data=b'{"channel": "sms", "address": "+6012", "text": "hi"}',
+                                     headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(request, timeout=10).read()
+    copy = tmp_path / "backup.db"
+    env = {**os.environ, "HELPLINE_STORAGE_DATABASE": str(database)}
+    result = subprocess.run([sys.executable, "-m", "bot", "backup", str(copy)], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    restored = {**os.environ, "HELPLINE_STORAGE_DATABASE": str(copy),
+                "HELPLINE_SECURITY_KEY_FILE": f"{database}.key"}
+    listing = subprocess.run([sys.executable, "-m", "bot", "chat", "--from", "+6012"], input="menu\n",
+                             capture_output=True, text=True, env=restored, timeout=60)
+    assert "How can we help" in listing.stdout, listing.stderr
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages WHERE direction = 'in'").fetchone()[0] >= 1

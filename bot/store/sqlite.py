@@ -101,6 +101,15 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def backup(self, target: str | Path) -> None:
+        """A consistent copy of the live database (SQLite's online backup), safe while the bot serves.
+        The copy is as encrypted as the original: keep the key apart from it."""
+        destination = sqlite3.connect(str(target))
+        try:
+            self.db.conn.backup(destination, pages=1024)
+        finally:
+            destination.close()
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """A transaction, or a savepoint inside one: all of it is stored, or none."""

@@ -202,3 +202,22 @@ async def test_gsm_normalisation_of_typographic_characters_in_replies(sms, twili
     [call] = await twilio.wait_for(1)
     body = call["form"]["Body"]
     assert "’" not in body and "'" in body  # "workers’" would force UCS-2; it is sent as GSM-7
+
+
+async def test_a_locked_database_is_a_503_so_twilio_retries_and_nothing_is_half_stored(sms, twilio, config):
+    import sqlite3
+
+    blocker = sqlite3.connect(config.storage.database, timeout=0, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    params = webhook("hello", sid="SM" + "7" * 32)
+    try:
+        response = await post(sms, params)
+        assert response.status == 503 and response.headers["Retry-After"]
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert (await post(sms, params)).status == 200  # Twilio's retry of the same MessageSid
+    [reply] = await twilio.wait_for(1)
+    assert "Welcome" in reply["form"]["Body"]
+    with sqlite3.connect(config.storage.database) as db:
+        assert db.execute("SELECT COUNT(*) FROM messages WHERE direction = 'in'").fetchone()[0] == 1

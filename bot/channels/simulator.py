@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.intake import Unavailable
 from bot.keys import DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound
 from bot.store.sqlite import Pending, Store
@@ -99,7 +100,10 @@ def routes() -> list[web.RouteDef]:
         if message_id is not None and (not isinstance(message_id, str) or not 0 < len(message_id) <= 64):
             raise web.HTTPBadRequest(text="id, when given, must be a short string")
         inbound = make_inbound(kind, address, text, choice, language or None, message_id)
-        reply = await request.app[INTAKE].submit(inbound)
+        try:
+            reply = await request.app[INTAKE].submit(inbound)
+        except Unavailable:
+            raise web.HTTPServiceUnavailable(text="not stored; try again", headers={"Retry-After": "5"}) from None
         return web.json_response({"stored": not reply.duplicate, "replies": len(reply.outbound_ids)})
 
     async def messages(request: web.Request) -> web.Response:

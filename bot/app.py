@@ -204,12 +204,14 @@ async def limit_per_ip(request: web.Request, handler):
         if not limiter.has_capacity():
             raise web.HTTPTooManyRequests(text="slow down", headers={"Retry-After": "60"})
         await limiter.acquire()
-    failures = limiters.setdefault(("auth", address), AsyncLimiter(AUTH_FAILURES_PER_MINUTE, 60))
-    if not failures.has_capacity():
-        raise web.HTTPTooManyRequests(text="too many refused requests", headers={"Retry-After": "60"})
     try:
         return await handler(request)
     except (web.HTTPUnauthorized, web.HTTPForbidden):
+        # Someone guessing signatures or secrets is slowed down; a valid request is never refused for it
+        # (behind a proxy, every request has the proxy's address).
+        failures = limiters.setdefault(("auth", address), AsyncLimiter(AUTH_FAILURES_PER_MINUTE, 60))
+        if not failures.has_capacity():
+            raise web.HTTPTooManyRequests(text="too many refused requests", headers={"Retry-After": "60"}) from None
         await failures.acquire()
         raise
 

@@ -119,6 +119,8 @@ def load_config(path: str | os.PathLike[str] | None = None, environ: typing.Mapp
             raise ConfigError(f"{where}: no such config file (copy config.example.toml to start)") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{where}: not valid TOML: {error}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: not valid TOML: nested too deeply") from None
         except (OSError, UnicodeDecodeError) as error:
             raise ConfigError(f"{where}: cannot be read: {error}") from None
     sections: dict[str, Any] = {}
@@ -189,7 +191,7 @@ def _from_env(text: str, hint: Any, env_name: str) -> Any:
         if text.startswith("["):
             try:
                 return _check_type(json.loads(text), hint, f"environment {env_name}")
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 raise ConfigError(f'environment {env_name} must be a JSON list, e.g. ["+6512345678"]') from None
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return text

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from bot.messages import Inbound, Reply
+from bot.messages import Inbound, Reply, scrubbed
 from bot.pipeline import Pipeline
 from bot.store.sqlite import Database, Store
 
@@ -40,6 +40,9 @@ class Intake:
         """Store ``inbound`` and queue its replies; returns once that is committed. Raises :class:`Unavailable`."""
         if self._closing or self._task is None:
             raise Unavailable("shutting down")
+        inbound = scrubbed(inbound)
+        if not inbound.address or not inbound.provider_id:
+            raise ValueError("an inbound message needs an address and a provider id")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         await self._queue.put((inbound, future, time.perf_counter()))
         return await future

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -38,6 +39,27 @@ class Inbound:
     kind: str = "message"
     sender_id: str | None = None
     reply_to: str | None = None
+
+
+def clean_text(value: object) -> str:
+    """Text as it can be stored: a non-string is no text, a lone surrogate (broken UTF-16) becomes U+FFFD."""
+    if not isinstance(value, str):
+        return ""
+    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def scrubbed(inbound: Inbound) -> Inbound:
+    """The inbound with every field of the type the pipeline expects, whatever a channel was sent."""
+    def optional(value: object) -> str | None:
+        return clean_text(value) or None
+
+    return dataclasses.replace(
+        inbound, address=clean_text(inbound.address), provider_id=clean_text(inbound.provider_id),
+        text=clean_text(inbound.text), media=tuple(clean_text(m) for m in inbound.media if clean_text(m)),
+        choice=None if inbound.choice is None else clean_text(inbound.choice),
+        language_hint=optional(inbound.language_hint), name=optional(inbound.name),
+        sender_id=optional(inbound.sender_id), reply_to=optional(inbound.reply_to),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ def routes() -> list[web.RouteDef]:
             raise web.HTTPUnsupportedMediaType(text="expected application/json")
         try:
             data = await request.json()
-        except ValueError:
+        except (ValueError, LookupError, RecursionError, web.RequestPayloadError):
             raise web.HTTPBadRequest(text="expected a JSON body") from None
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(text="expected a JSON object")
@@ -115,6 +115,8 @@ def routes() -> list[web.RouteDef]:
             wait = float(request.query.get("wait", "0"))
         except ValueError:
             raise web.HTTPBadRequest(text="after and wait must be numbers") from None
+        if not 0 <= after < 2**62:
+            raise web.HTTPBadRequest(text="after must be a message id")
         if not math.isfinite(wait) or wait < 0:
             raise web.HTTPBadRequest(text="wait must be a number of seconds from 0 to 20")
         wait = min(wait, POLL_SECONDS)

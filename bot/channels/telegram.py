@@ -95,7 +95,7 @@ class TelegramChannel:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPDATE_BYTES, actual_size=request.content_length)
         try:
             data = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError, web.RequestPayloadError):
             raise web.HTTPBadRequest(text="expected a JSON update") from None
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise web.HTTPBadRequest(text="an update is a JSON object with an update_id")
@@ -105,7 +105,11 @@ class TelegramChannel:
     async def take(self, intake: Any, data: dict) -> None:
         """Hand one update to the pipeline (the webhook and polling both come here)."""
         update = self.parse(data)
-        inbound = self.inbound(update, data) if update is not None else None
+        try:
+            inbound = self.inbound(update, data) if update is not None else None
+        except (AttributeError, TypeError, ValueError) as error:  # a chat missing, an id that is no number
+            log.warning("telegram update %s ignored: %s", data.get("update_id"), type(error).__name__)
+            inbound = None
         if inbound is None:
             log.info("telegram update %s ignored (%s)", data.get("update_id"), _kind(data))
             return
@@ -122,7 +126,7 @@ class TelegramChannel:
         for attempt in (data, _completed(data)):
             try:
                 return Update.de_json(attempt, self.bot)
-            except (TypeError, KeyError, ValueError) as error:
+            except Exception as error:  # anything PTB cannot read is not an update we take
                 failure = error
         log.warning("telegram update %s could not be read: %s", data.get("update_id"), failure)
         return None
@@ -133,12 +137,14 @@ class TelegramChannel:
         now = datetime.now(UTC)
         member = update.my_chat_member
         if member is not None:
-            if member.chat.type != "private":
+            if member.chat.type != "private" or not isinstance(member.chat.id, int):
                 return None
             kind = "blocked" if member.new_chat_member.status == "kicked" else "unblocked"
             return Inbound(CHANNEL, str(member.chat.id), provider_id, "", now, kind=kind)
         query = update.callback_query
         if query is not None:
+            if query.message is not None and not isinstance(query.message.chat.id, int):
+                raise ValueError("a chat id is a number")
             if query.message is not None and query.message.chat.id == self.staff_chat_id:
                 return Inbound(CHANNEL, str(self.staff_chat_id), provider_id, "", now, choice=query.data or "",
                                name=query.from_user.first_name, kind="staff", sender_id=str(query.from_user.id))
@@ -148,6 +154,8 @@ class TelegramChannel:
                            choice=query.data or "", language_hint=query.from_user.language_code,
                            name=query.from_user.first_name)
         message = update.message or update.edited_message
+        if message is not None and not isinstance(message.chat.id, int):
+            raise ValueError("a chat id is a number")
         if message is not None and message.chat.id == self.staff_chat_id and update.message is not None:
             return self._staff_message(message, provider_id, now)
         if message is None or message.chat.type != "private":

@@ -58,7 +58,7 @@ class TwilioChannel:
             raise web.HTTPUnsupportedMediaType(text="expected application/x-www-form-urlencoded")
         try:
             form = await request.post()
-        except ValueError:
+        except (ValueError, LookupError, web.RequestPayloadError):  # bad encoding, unknown charset, bad gzip
             raise web.HTTPBadRequest(text="malformed form") from None
         params = {key: value for key, value in form.items() if isinstance(value, str)}
         signature = request.headers.get("X-Twilio-Signature", "")
@@ -77,7 +77,8 @@ class TwilioChannel:
         path, and the query as received. Without a public URL, the request's own URL."""
         if not self.public_url:
             return str(request.url)
-        query = f"?{request.query_string}" if request.query_string else ""
+        raw_query = request.rel_url.raw_query_string  # as Twilio sent and signed it, still percent-encoded
+        query = f"?{raw_query}" if raw_query else ""
         return f"{self.public_url}{request.path}{query}"
 
     async def inbound(self, request: web.Request) -> web.Response:

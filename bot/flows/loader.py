@@ -65,6 +65,8 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
     result.lines = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) or key is None:
+            raise yaml.MarkedYAMLError(problem="a key must be a plain word", problem_mark=key_node.start_mark)
         if key in result:
             raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
@@ -126,6 +128,13 @@ def _read_file(path: Path, nodes: dict[str, Node], starts: dict[str, str], probl
         return
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         problems.append(Problem(file, 0, f"not valid YAML: {error}"))
+        return
+    except RecursionError:
+        problems.append(Problem(file, 0, "not a flow file: nested too deeply"))
+        return
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:
+        # A value YAML itself refuses (a key that is a list, "!!int main"): say so, never crash.
+        problems.append(Problem(file, 0, f"not valid YAML: {type(error).__name__}: {error}"))
         return
     if not isinstance(data, _Map):
         problems.append(Problem(file, 1, "a flow file is a mapping with keys flow, start and nodes"))

@@ -25,7 +25,8 @@ from bot.store.sqlite import Contact, Database, Store, iso
 log = logging.getLogger(__name__)
 
 MAX_QUOTE = 600
-MAX_ROUNDS_DOUBLING = 4  # re-escalation intervals grow 1x, 2x, 4x, 8x, 16x the claim timeout, then stay
+MAX_ROUNDS_DOUBLING = 4
+DELAY_WARNING_MINUTES = 1  # re-escalation intervals grow 1x, 2x, 4x, 8x, 16x the claim timeout, then stay
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,25 @@ class Staff:
                                          "buttons": [], "staff": True, "case": case["reference"]}, now)
         store.case_event(case["id"], "oncall_paged", "bot", f"{len(self.settings.oncall_numbers)} number(s): {why}",
                          now)
+
+    def warn_delays(self, store: Store, now: datetime) -> int:
+        """Tell staff when a reply to a worker with an urgent case has waited in the outbox over a minute
+        (the provider is down, or refusing): once an hour per case."""
+        count = 0
+        for contact_id in store.delayed_workers(now - timedelta(minutes=DELAY_WARNING_MINUTES)):
+            case = store.handoff_case_for(contact_id)
+            if case is None or not case["urgent"]:
+                continue
+            recent = [e for e in store.case_events(case["id"]) if e["kind"] == "delivery_delayed"
+                      and e["created_at"] > iso(now - timedelta(hours=1))]
+            if recent:
+                continue
+            self.to_group(store, f"⚠️ Replies to the worker of urgent case {case['reference']} have waited over "
+                                 f"{DELAY_WARNING_MINUTES} minute(s): the SMS or Telegram provider may be down. "
+                                 "They are retried; reach the worker another way if you can.", case, now)
+            store.case_event(case["id"], "delivery_delayed", "bot", None, now)
+            count += 1
+        return count
 
     def run_escalations(self, store: Store, now: datetime) -> int:
         """Alert again, and page on-call staff, for every urgent case whose claim timer ran out."""
@@ -293,7 +313,7 @@ class EscalationTimer:
 
     def _run_due(self, store: Store, now: datetime) -> int:
         with store.transaction():
-            return self.staff.run_escalations(store, now)
+            return self.staff.run_escalations(store, now) + self.staff.warn_delays(store, now)
 
     async def _run(self) -> None:
         while True:

@@ -274,6 +274,12 @@ class Store:
             self.audit("provider", "delivery_error", f"message:{row[0]}", f"{status} {error}", _utcnow())
         return True
 
+    def delayed_workers(self, before: datetime) -> list[int]:
+        """Workers with a message in the outbox since before ``before``."""
+        return [row[0] for row in self.db.execute(
+            "SELECT DISTINCT o.contact_id FROM outbox o JOIN messages m ON m.id = o.message_id"
+            " JOIN contacts c ON c.id = o.contact_id WHERE c.role = 'worker' AND m.created_at < ?", [iso(before)])]
+
     def backlog(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 

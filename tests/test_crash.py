@@ -1,0 +1,158 @@
+"""Nothing lost: `kill -9` in the middle of a burst, a provider outage, then recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+
+from tests.fakes import FakeTwilio
+from tests.test_server import free_port
+from tests.test_twilio_sms import ACCOUNT, TOKEN, signed, webhook
+
+BURST = 60
+
+
+def start_serve(tmp_path, port: int, twilio_url: str) -> subprocess.Popen:
+    config = tmp_path / "helpline.toml"
+    config.write_text(
+        f'[server]\nport = {port}\npublic_url = "https://helpline.example.org"\n'
+        f'[storage]\ndatabase = "{tmp_path / "h.db"}"\n'
+        f'[twilio]\naccount_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\nfrom_number = "+15550006666"\n'
+        f'api_base_url = "{twilio_url}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
+    return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+
+
+async def wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(200):
+        try:
+            async with session.get(f"{base}/healthz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("serve did not start")
+
+
+async def send_sms(session, base, params) -> int:
+    """The webhook as Twilio sends it (Twilio signs the public URL, which the proxy maps to us)."""
+    headers = signed(params, "/twilio/sms")
+    try:
+        async with session.post(f"{base}/twilio/sms", data=params, headers=headers) as response:
+            return response.status
+    except aiohttp.ClientError:
+        return 0  # the connection died with the server: not acknowledged, Twilio would retry
+
+
+@pytest.mark.timeout(180)
+async def test_kill_9_in_a_burst_loses_no_acknowledged_message(tmp_path):
+    twilio = FakeTwilio()
+    url = await twilio.start()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_serve(tmp_path, port, url)
+    messages = [webhook(text, sender=f"+6019{n % 12:07d}", sid=f"SM{n:032d}")
+                for n, text in enumerate(["hi", "1", "2", "1", "1 3", "1", "1", "boss", "1", "not paid"] * 6)]
+    acked: set[str] = set()
+    async with aiohttp.ClientSession() as session:
+        await wait_healthy(session, base)
+
+        async def one(params):
+            if await send_sms(session, base, params) == 200:
+                acked.add(params["MessageSid"])
+
+        tasks = []
+        for index, params in enumerate(messages):
+            tasks.append(asyncio.create_task(one(params)))
+            await asyncio.sleep(0.005)
+            if index == BURST // 2:
+                process.send_signal(signal.SIGKILL)  # mid-burst, no goodbye
+        await asyncio.gather(*tasks)
+        process.wait(timeout=10)
+        sent_before_restart = len(twilio.sent())
+        # Twilio retries what was not acknowledged; the same MessageSid is taken once.
+        process = start_serve(tmp_path, port, url)
+        await wait_healthy(session, base)
+        for params in messages:
+            if params["MessageSid"] not in acked:
+                assert await send_sms(session, base, params) == 200
+        for params in messages[:10]:  # and some retries of messages that were acknowledged
+            assert await send_sms(session, base, params) == 200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with sqlite3.connect(tmp_path / "h.db") as db:
+                backlog = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+            if backlog == 0:
+                break
+            await asyncio.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+    await twilio.close()
+    print(f"acked before kill {len(acked)} of {len(messages)}, sent before restart {sent_before_restart}, "
+          f"sent in all {len(twilio.sent())}")
+    assert sent_before_restart > 0, "the kill came in the middle of the work"
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        stored = {row[0] for row in db.execute("SELECT provider_id FROM messages WHERE direction = 'in'")}
+        sent_rows = db.execute("SELECT COUNT(*) FROM messages WHERE direction = 'out' AND status = 'sent'"
+                               ).fetchone()[0]
+        per_worker = db.execute(
+            "SELECT contact_id, SUM(direction = 'in'), SUM(direction = 'out') FROM messages GROUP BY contact_id"
+        ).fetchall()
+        assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    assert acked <= stored, "every message acknowledged with a 2xx is stored"
+    assert {m["MessageSid"] for m in messages} == stored, "and, with Twilio's retries, every message"
+    assert all(outs >= ins for _, ins, outs in per_worker), "every message was answered"
+    # A reply is recorded as sent only after Twilio accepted it, so at most the ones in flight at the kill
+    # can go twice; none recorded as sent is sent again.
+    assert sent_rows <= len(twilio.sent()) <= sent_rows + 64
+
+
+async def test_provider_outage_then_back_delivers_everything_in_order_and_staff_hear_of_the_delay(
+        aiohttp_client, config, clock):
+    from bot.app import create_app
+    from bot.keys import BOT
+    from tests.conftest import SeededRandomness
+    from tests.fakes import FakeTelegram
+    from tests.test_escalation import eventually, helpline_config, sms_to, to_group
+    from tests.test_twilio_sms import post
+
+    twilio, telegram = FakeTwilio(), FakeTelegram()
+    fakes = (twilio, telegram)
+    twilio.url, telegram.url = await twilio.start(), await telegram.start()
+    client = await aiohttp_client(create_app(helpline_config(config, fakes), clock=clock,
+                                             randomness=SeededRandomness()))
+    worker = "+60177000111"
+    twilio.fail_next = [(500, {"code": 20500, "message": "down"}, {})] * 1000  # Twilio is down
+    for text in ["SOS", "please come", "I am in the back room"]:
+        assert (await post(client, webhook(text, sender=worker))).status == 200
+    await eventually(lambda: to_group(telegram))
+    health = await (await client.get("/healthz")).json()
+    assert health["outbox_backlog"] >= 2
+    assert "helpline_outbox_backlog 0.0" not in await (await client.get("/metrics")).text()
+    clock.advance(minutes=2)
+    await client.app[BOT].escalations.check()
+    assert await eventually(lambda: any("have waited over 1 minute" in m["text"] for m in to_group(telegram)))
+    twilio.fail_next.clear()  # Twilio is back
+    for _ in range(100):
+        with sqlite3.connect(config.storage.database) as db:
+            if db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0:
+                break
+        clock.advance(minutes=10)
+        await asyncio.sleep(0.05)
+    bodies = sms_to(twilio, worker)
+    assert "Our staff have been alerted" in bodies[0]
+    assert all("passed your message on" in body for body in bodies[1:]) and len(bodies) == 3
+    assert (await (await client.get("/healthz")).json())["outbox_backlog"] == 0
+    await twilio.close()
+    await telegram.close()

@@ -156,3 +156,44 @@ async def test_provider_outage_then_back_delivers_everything_in_order_and_staff_
     assert (await (await client.get("/healthz")).json())["outbox_backlog"] == 0
     await twilio.close()
     await telegram.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB file system of its own (tmpfs), when this machine lets the tests mount one (root)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small file system here (needs root)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+async def test_a_full_disk_is_a_503_never_a_200_for_a_message_not_stored(aiohttp_client, config, clock, small_disk):
+    from bot.app import create_app
+    from tests.conftest import SeededRandomness
+    from tests.test_twilio_sms import PUBLIC, post
+
+    twilio = FakeTwilio()
+    url = await twilio.start()
+    config = config.replace(storage={"database": str(small_disk / "h.db")}, server={"public_url": PUBLIC},
+                            twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666",
+                                    "api_base_url": url})
+    client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+    answered = {}
+    for n in range(200):
+        params = webhook(f"{n} " + "x" * 50_000, sender=f"+6015{n:07d}", sid=f"SM{n:032d}")
+        status = (await post(client, params)).status
+        answered[params["MessageSid"]] = status
+        if status == 503:
+            break
+    assert 503 in answered.values(), "the disk filled up"
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    with sqlite3.connect(config.storage.database) as db:
+        stored = {row[0] for row in db.execute("SELECT provider_id FROM messages WHERE direction = 'in'")}
+    assert {sid for sid, status in answered.items() if status == 200} == stored
+    # With room again, Twilio's retry of the refused message is stored and answered.
+    refused = next(sid for sid, status in answered.items() if status == 503)
+    n = int(refused[2:])
+    assert (await post(client, webhook(f"{n} retry", sender=f"+6015{n:07d}", sid=refused))).status == 200
+    await twilio.close()

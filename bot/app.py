@@ -99,7 +99,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
                                 config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
                         PipelineSettings(config.session.idle_minutes, config.sms.segment_budget,
-                                         config.security.messages_per_minute), staff=staff,
+                                         config.security.messages_per_minute, config.sms.part_grace_seconds),
+                        staff=staff,
                         triage=Triage())
     sim = simulator.SimulatorSender()
     channels: list = []
@@ -144,7 +145,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     intake = Intake(database, pipeline, on_committed=committed)
     if telegram_channel is not None:
         telegram_channel.intake = intake
-    escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake)
+    escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake, release_held=pipeline.release_held)
     return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations)
 
 

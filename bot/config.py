@@ -72,6 +72,7 @@ class SessionConfig:
 @dataclass(frozen=True, slots=True)
 class SmsConfig:
     segment_budget: int = 3
+    part_grace_seconds: int = 3
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,13 @@ message, everything it changes and every reply it queues are stored together or 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from bot import sms
 from bot.cases import STATUS_NAMES, new_reference, parse_reference
 from bot.clock import Clock, Randomness
 from bot.flows.engine import Conversation, Engine, Say
@@ -41,6 +43,7 @@ class PipelineSettings:
     idle_minutes: int = 60
     sms_budget: int = 3
     messages_per_minute: int = 20
+    part_grace_seconds: float = 3.0
 
 
 class Pipeline:
@@ -70,10 +73,46 @@ class Pipeline:
         body = {"text": inbound.text, "media": list(inbound.media), "choice": inbound.choice}
         if staff:
             body.update(sender=inbound.sender_id, reply_to=inbound.reply_to)
-        if store.store_inbound(contact.id, inbound.channel, inbound.provider_id, body, now) is None:
+        hold = self._may_continue(inbound)
+        status = "held" if hold else "received"
+        if store.store_inbound(contact.id, inbound.channel, inbound.provider_id, body, now, status) is None:
             return Reply(duplicate=True)
         if staff:
             return Reply(notice=self.staff.handle(store, inbound, now))
+        if hold:
+            return Reply(events=["held"])  # stored; taken with its next part, or alone after the grace window
+        held = store.take_held(contact.id)
+        if held:  # the earlier parts of this long SMS: one input, in order
+            inbound = dataclasses.replace(inbound, text="".join([*held, inbound.text]))
+        return self._process(store, contact, inbound, now)
+
+    def release_held(self, store: Store) -> int:
+        """SMS held as possible first parts whose grace window ended without a next part: take each as it
+        is. Returns how many workers' messages were taken."""
+        now = self.clock.now()
+        count = 0
+        for contact_id, provider_id in store.held_before(now - timedelta(seconds=self.settings.part_grace_seconds)):
+            contact = store.contact_by_id(contact_id)
+            texts = store.take_held(contact_id)
+            if contact is None or not texts:
+                continue
+            inbound = Inbound(contact.channel, contact.address, provider_id, "".join(texts), now)
+            with store.transaction():
+                self._process(store, contact, inbound, now)
+            count += 1
+        return count
+
+    def _may_continue(self, inbound: Inbound) -> bool:
+        """An SMS exactly as long as one part of a long SMS (153 or 152 GSM-7 characters, 67 or 66 UCS-2 units)
+        may be a first part that the network delivered alone: hold it for the grace window. Danger is never
+        held."""
+        if inbound.channel != "sms" or not self.settings.part_grace_seconds or not inbound.text:
+            return False
+        info = sms.segment_info(inbound.text)
+        part = info.units in ((152, 153) if info.encoding == "GSM-7" else (66, 67))
+        return part and not self.triage.assess(inbound.text).urgent
+
+    def _process(self, store: Store, contact: Contact, inbound: Inbound, now: datetime) -> Reply:
         turn = Turn(self, store, contact, inbound, now)
         try:
             with store.transaction():

@@ -287,12 +287,13 @@ class EscalationTimer:
     """Checks the escalation timers in the database every few seconds (they survive a restart)."""
 
     def __init__(self, database: Database, staff: Staff, clock: Clock, on_queued: Callable[[], None],
-                 interval: float = 5.0):
+                 interval: float = 1.0, release_held: Callable[[Store], int] | None = None):
         self.database = database
         self.staff = staff
         self.clock = clock
         self.on_queued = on_queued
         self.interval = interval
+        self.release_held = release_held
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -313,7 +314,10 @@ class EscalationTimer:
 
     def _run_due(self, store: Store, now: datetime) -> int:
         with store.transaction():
-            return self.staff.run_escalations(store, now) + self.staff.warn_delays(store, now)
+            count = self.staff.run_escalations(store, now) + self.staff.warn_delays(store, now)
+            if self.release_held is not None:
+                count += self.release_held(store)
+            return count
 
     async def _run(self) -> None:
         while True:

@@ -221,3 +221,29 @@ async def test_a_locked_database_is_a_503_so_twilio_retries_and_nothing_is_half_
     assert "Welcome" in reply["form"]["Body"]
     with sqlite3.connect(config.storage.database) as db:
         assert db.execute("SELECT COUNT(*) FROM messages WHERE direction = 'in'").fetchone()[0] == 1
+
+
+async def test_parts_of_a_long_sms_arriving_apart_are_one_input(sms, twilio, clock):
+    from bot.keys import BOT
+
+    worker = "+60133000111"
+    for text in ["hi", "1", "2", "1", "1", "1", "1", "0", "1"]:
+        await post(sms, webhook(text, sender=worker))
+    await twilio.wait_for(9)
+    first_part = ("My employer took my passport when I arrived and says I must pay back the agency fee before "
+                  "I get it. I work every day from six in the morning to ten at n")
+    assert len(first_part) == 153
+    await post(sms, webhook(first_part, sender=worker))
+    await post(sms, webhook("ight and I have no day off.", sender=worker))
+    sent = await twilio.wait_for(10)
+    await asyncio.sleep(0.3)
+    assert len(twilio.sent()) == 10, "one answer for the two parts"
+    assert "safe for us to write" in sent[9]["form"]["Body"]
+    # A part that fills its segment and has no follow-up is taken alone once the grace window is over.
+    lone = "x" * 153
+    await post(sms, webhook(lone, sender="+60133000222"))
+    await asyncio.sleep(0.3)
+    assert len(twilio.sent()) == 10
+    clock.advance(seconds=5)
+    await sms.app[BOT].escalations.check()
+    assert "Welcome" in (await twilio.wait_for(11))[10]["form"]["Body"]

@@ -165,14 +165,30 @@ class Store:
 
     # Messages and the outbox ----------------------------------------------------------------------
 
-    def store_inbound(self, contact_id: int, channel: str, provider_id: str, body: dict, now: datetime) -> int | None:
+    def store_inbound(self, contact_id: int, channel: str, provider_id: str, body: dict, now: datetime,
+                      status: str = "received") -> int | None:
         """Store an inbound message; None when this provider id was stored before (a duplicate)."""
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO messages (contact_id, direction, channel, provider_id, body, status,"
-            " created_at, updated_at) VALUES (?, 'in', ?, ?, ?, 'received', ?, ?)",
-            [contact_id, channel, provider_id, self._seal_json(body), iso(now), iso(now)],
+            " created_at, updated_at) VALUES (?, 'in', ?, ?, ?, ?, ?, ?)",
+            [contact_id, channel, provider_id, self._seal_json(body), status, iso(now), iso(now)],
         )
         return cursor.lastrowid if cursor.rowcount == 1 else None
+
+    def take_held(self, contact_id: int) -> list[str]:
+        """The texts of this contact's held messages, oldest first, now taken (no longer held)."""
+        rows = self.db.execute(
+            "SELECT id, body FROM messages WHERE contact_id = ? AND direction = 'in' AND status = 'held' ORDER BY id",
+            [contact_id]).fetchall()
+        for row in rows:
+            self.db.execute("UPDATE messages SET status = 'received' WHERE id = ?", [row[0]])
+        return [self._unseal_json(row[1]).get("text", "") for row in rows]
+
+    def held_before(self, before: datetime) -> list[tuple[int, str]]:
+        """(contact, provider id of its last held message) for every contact whose held messages are due."""
+        return self.db.execute(
+            "SELECT contact_id, MAX(provider_id) FROM messages WHERE direction = 'in' AND status = 'held'"
+            " GROUP BY contact_id HAVING MAX(created_at) < ?", [iso(before)]).fetchall()
 
     def is_duplicate(self, channel: str, provider_id: str) -> bool:
         return (

@@ -10,19 +10,21 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 
-@dataclass
-class FakeTwilio:
-    """Twilio's Messages API. ``fail_next`` holds answers to give instead of success, in order."""
+class _FakeServer:
+    """A loopback aiohttp server that records calls; subclasses add their routes and say what was sent."""
 
-    calls: list[dict] = field(default_factory=list)
-    fail_next: list[tuple[int, dict, dict]] = field(default_factory=list)
-    server: TestServer | None = None
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    server: TestServer | None
+    arrived: asyncio.Event
+
+    def routes(self, app: web.Application) -> None:
+        raise NotImplementedError
+
+    def sent(self) -> list:
+        raise NotImplementedError
 
     async def start(self) -> str:
         app = web.Application()
-        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
+        self.routes(app)
         self.server = TestServer(app, host="127.0.0.1")
         await self.server.start_server()
         return str(self.server.make_url("")).rstrip("/")
@@ -31,11 +33,8 @@ class FakeTwilio:
         if self.server:
             await self.server.close()
 
-    def sent(self) -> list[dict]:
-        """The messages Twilio accepted."""
-        return [call for call in self.calls if call["accepted"]]
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list:
+        """What was sent, once at least ``count`` messages were."""
         async def enough() -> None:
             while len(self.sent()) < count:
                 self.arrived.clear()
@@ -43,6 +42,24 @@ class FakeTwilio:
 
         await asyncio.wait_for(enough(), timeout)
         return self.sent()
+
+
+@dataclass
+class FakeTwilio(_FakeServer):
+    """Twilio's Messages API. ``fail_next`` holds answers to give instead of success, in order."""
+
+    calls: list[dict] = field(default_factory=list)
+    fail_next: list[tuple[int, dict, dict]] = field(default_factory=list)
+    server: TestServer | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
+
+    def sent(self) -> list[dict]:
+        """The messages Twilio accepted."""
+        return [call for call in self.calls if call["accepted"]]
 
     async def _create(self, request: web.Request) -> web.Response:
         form = dict(await request.post())
@@ -68,7 +85,7 @@ def twilio_error(status: int, code: int, message: str) -> tuple[int, dict, dict]
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(_FakeServer):
     """The Telegram Bot API (python-telegram-bot posts form-encoded bodies). ``fail_next`` holds
     (status, description, parameters) answers to give to sendMessage instead of success."""
 
@@ -79,31 +96,14 @@ class FakeTelegram:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
 
-    async def start(self) -> str:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/bot{token}/{method}", self._method)
-        self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
-        return str(self.server.make_url("")).rstrip("/")
-
-    async def close(self) -> None:
-        if self.server:
-            await self.server.close()
 
     def called(self, method: str) -> list[dict]:
         return [form for name, form in self.calls if name == method]
 
     def sent(self) -> list[dict]:
         return [form for form in self.called("sendMessage") if form.get("_accepted")]
-
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[dict]:
-        async def enough() -> None:
-            while len(self.sent()) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-
-        await asyncio.wait_for(enough(), timeout)
-        return self.sent()
 
     async def _method(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]

@@ -56,10 +56,38 @@ class Delivery:
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
+        self._writer: asyncio.Task | None = None
+        self._writes: asyncio.Queue = asyncio.Queue()
         self._limit = asyncio.Semaphore(CONCURRENCY)
 
     def start(self) -> None:
+        self._writes = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_batches(), name="helpline-delivery-writes")
         self._task = asyncio.create_task(self._run(), name="helpline-delivery")
+
+    async def _write(self, fn: Callable, *args) -> object:
+        """Record an outcome (sent, retry, failed). Outcomes that finish together share one commit, and each
+        caller goes on only once its own is on disk."""
+        future = asyncio.get_running_loop().create_future()
+        await self._writes.put((fn, args, future))
+        return await future
+
+    async def _write_batches(self) -> None:
+        while True:
+            batch = [await self._writes.get()]
+            while not self._writes.empty():
+                batch.append(self._writes.get_nowait())
+            try:
+                results = await self.database.call(_apply, [(fn, args) for fn, args, _ in batch])
+            except Exception as error:
+                results = [error] * len(batch)
+            for (_, _, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
 
     def wake(self) -> None:
         """New messages are in the outbox."""
@@ -75,11 +103,18 @@ class Delivery:
             except TimeoutError:
                 log.warning("outbox not flushed within %.0f s; the rest is sent at next start", flush_seconds)
             self._task = None
+        if self._writer is not None:
+            while not self._writes.empty():  # outcomes of sends that finished: record them before closing
+                await asyncio.sleep(0.01)
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
 
     async def _run(self) -> None:
         while True:
             try:
-                due = await self.database.call(Store.due, self.clock.now(), 200)
+                due = await self._write(Store.due, self.clock.now(), 200)
             except Exception:
                 log.exception("outbox read failed")
                 due = []
@@ -104,7 +139,7 @@ class Delivery:
             return
         sender = self.senders.get(pending.channel)
         if sender is None:
-            await self.database.call(Store.mark_retry, pending.message_id,
+            await self._write(Store.mark_retry, pending.message_id,
                                      f"channel {pending.channel} is not configured", now + timedelta(minutes=1))
             return
         try:
@@ -112,29 +147,42 @@ class Delivery:
                 provider_id = await sender.send(pending)
         except SendError as error:
             if error.opted_out:
-                await self.database.call(Store.opt_out, pending.contact_id, "provider", self.clock.now())
+                await self._write(Store.opt_out, pending.contact_id, "provider", self.clock.now())
             if error.permanent or pending.attempts + 1 >= MAX_ATTEMPTS:
                 await self._fail(pending, str(error))
                 return
             delay = error.retry_after if error.retry_after is not None else backoff(pending.attempts)
             log.warning("send of message %s failed (%s); retry in %.1f s", pending.message_id, error, delay)
-            await self.database.call(Store.mark_retry, pending.message_id, str(error), now + timedelta(seconds=delay))
+            await self._write(Store.mark_retry, pending.message_id, str(error), now + timedelta(seconds=delay))
             return
         except Exception as error:  # a bug or an unexpected library error: retry, never drop
             log.exception("send of message %s raised", pending.message_id)
-            await self.database.call(Store.mark_retry, pending.message_id, repr(error),
+            await self._write(Store.mark_retry, pending.message_id, repr(error),
                                      now + timedelta(seconds=backoff(pending.attempts)))
             return
-        await self.database.call(Store.mark_sent, pending.message_id, provider_id, self.clock.now())
+        await self._write(Store.mark_sent, pending.message_id, provider_id, self.clock.now())
         if pending.body.get("erase_after"):
-            await self.database.call(Store.forget_contact, pending.contact_id)
+            await self._write(Store.forget_contact, pending.contact_id)
         if self.on_sent:
             await self.on_sent(pending)
 
     async def _fail(self, pending: Pending, reason: str) -> None:
         log.error("message %s to contact %s failed: %s", pending.message_id, pending.contact_id, reason)
-        await self.database.call(Store.mark_failed, pending.message_id, reason, self.clock.now())
+        await self._write(Store.mark_failed, pending.message_id, reason, self.clock.now())
         if pending.body.get("erase_after"):
-            await self.database.call(Store.forget_contact, pending.contact_id)
+            await self._write(Store.forget_contact, pending.contact_id)
         if self.on_failed:
             await self.on_failed(pending, reason)
+
+
+def _apply(store: Store, writes: list[tuple[Callable, tuple]]) -> list[object]:
+    """Run several outcome writes in one transaction, a savepoint each, so one failure spoils no other."""
+    results: list[object] = []
+    with store.transaction():
+        for fn, args in writes:
+            try:
+                with store.transaction():
+                    results.append(fn(store, *args))
+            except Exception as error:
+                results.append(error)
+    return results

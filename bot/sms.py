@@ -278,6 +278,9 @@ def _layout(text: str) -> tuple[Encoding, list[list[str]]]:
     return encoding, [[graphemes[i] for i in segment] for segment in segments]
 
 
+# The bot sends the same menus and facts again and again: the exact (and costly) Unicode work is done once
+# per distinct text. Results are immutable; the caches are bounded.
+@lru_cache(maxsize=8192)
 def segment_info(text: str) -> Segments:
     """Encoding, segment count and size of ``text`` sent as is (Twilio's calculator)."""
     encoding, segments = _layout(text)
@@ -346,6 +349,7 @@ def gsm_normalise(text: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=8192)
 def fit(text: str) -> str:
     """``text`` as the bot sends it: normalised if that makes it all GSM-7, else unchanged."""
     normalised = gsm_normalise(text)
@@ -430,6 +434,12 @@ def _furthest(candidates: list[int], fits: Callable[[int], bool]) -> int | None:
 
 
 def paginate(text: str, budget: int, more_hint: str) -> list[str]:
+    """Split ``text`` into SMS pages of at most ``budget`` segments each (see :func:`_paginate`)."""
+    return list(_paginate(text, budget, more_hint))
+
+
+@lru_cache(maxsize=8192)
+def _paginate(text: str, budget: int, more_hint: str) -> tuple[str, ...]:
     """Split ``text`` into the SMS pages to send, each costing at most ``budget`` segments.
 
     Every page but the last ends with ``more_hint`` on a line of its own (nothing is added
@@ -483,4 +493,4 @@ def paginate(text: str, budget: int, more_hint: str) -> list[str]:
                 raise ValueError(f"budget of {budget} segment(s) cannot hold one character and the hint")
         pages.append("".join(_strip(atoms[:cut])) + suffix)
         atoms = _strip(atoms[cut:])
-    return pages or [""]
+    return tuple(pages) or ("",)

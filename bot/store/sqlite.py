@@ -364,7 +364,7 @@ class Store:
         if urgent is not None:
             sql += " AND urgent = ?"
             params.append(int(urgent))
-        rows = self.db.query(sql + " ORDER BY urgent DESC, id DESC LIMIT ?", [*params, limit])
+        rows = self._query(sql + " ORDER BY urgent DESC, id DESC LIMIT ?", [*params, limit])
         return [self._case_row(row) for row in rows]
 
     def owns_case(self, case: dict, contact: Contact) -> bool:
@@ -381,7 +381,7 @@ class Store:
         return self.sealer.unseal(row[0]) if row else None
 
     def case(self, reference: str) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM cases WHERE reference = ?", [reference]))
+        rows = list(self._query("SELECT * FROM cases WHERE reference = ?", [reference]))
         return self._case_row(rows[0]) if rows else None
 
     def open_case_for(self, contact_id: int, kind: str | None = None) -> dict | None:
@@ -390,7 +390,7 @@ class Store:
         if kind:
             sql += " AND kind = ?"
             params.append(kind)
-        rows = list(self.db.query(sql + " ORDER BY id DESC LIMIT 1", params))
+        rows = list(self._query(sql + " ORDER BY id DESC LIMIT 1", params))
         return self._case_row(rows[0]) if rows else None
 
     def update_case(self, case_id: int, now: datetime, **fields: Any) -> None:
@@ -400,12 +400,12 @@ class Store:
         self.db.table("cases").update(case_id, {**fields, "updated_at": iso(now)})
 
     def case_by_id(self, case_id: int) -> dict | None:
-        rows = list(self.db.query("SELECT * FROM cases WHERE id = ?", [case_id]))
+        rows = list(self._query("SELECT * FROM cases WHERE id = ?", [case_id]))
         return self._case_row(rows[0]) if rows else None
 
     def handoff_case_for(self, contact_id: int) -> dict | None:
         """The worker's case that is waiting for, or with, a person."""
-        rows = list(self.db.query(
+        rows = list(self._query(
             "SELECT * FROM cases WHERE contact_id = ? AND handoff = 1 ORDER BY urgent DESC, id DESC LIMIT 1",
             [contact_id]))
         return self._case_row(rows[0]) if rows else None
@@ -468,7 +468,7 @@ class Store:
             if row is None:
                 return []
             key = self.sealer.lookup_key(row[0], self.sealer.unseal(row[1]))
-            cases = [self._case_row(r) for r in self.db.query(
+            cases = [self._case_row(r) for r in self._query(
                 "SELECT * FROM cases WHERE contact_id = ? OR reporter_key = ?", [contact_id, key])]
             for case in cases:
                 self.db.execute(
@@ -507,7 +507,7 @@ class Store:
         """Retention: finished cases last changed before ``cutoff`` become anonymous statistics (if the worker
         did not refuse statistics) and are deleted; older messages and sessions are deleted; contacts silent
         since then, with no open case, are deleted. References stay issued, so none is ever reused."""
-        old_cases = [self._case_row(r) for r in self.db.query(
+        old_cases = [self._case_row(r) for r in self._query(
             "SELECT * FROM cases WHERE status IN ('resolved', 'closed') AND updated_at < ?", [iso(cutoff)])]
         counts = {
             "cases": len(old_cases),
@@ -543,7 +543,7 @@ class Store:
         return counts
 
     def statistics(self) -> list[dict]:
-        return list(self.db.query("SELECT * FROM statistics ORDER BY period, kind, category, country"))
+        return list(self._query("SELECT * FROM statistics ORDER BY period, kind, category, country"))
 
     def forget_contact(self, contact_id: int) -> None:
         """Remove what is left of an erased worker once their last message has gone."""
@@ -556,6 +556,13 @@ class Store:
         )
 
     # -----------------------------------------------------------------------------------------------
+
+    def _query(self, sql: str, params: list | tuple = ()) -> list[dict]:
+        """Rows as dicts, straight from the connection (sqlite-utils' query() wraps each read in a savepoint,
+        which the hot path does not need)."""
+        cursor = self.db.conn.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def _seal_json(self, value: dict) -> str:
         return self.sealer.seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")))

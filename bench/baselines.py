@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -80,8 +81,16 @@ ANSWER = ("Your employer may not keep your passport. Only a person with lawful a
 
 def build_ptb(token: str, api: str, data: Path, rate_limiter: bool):
     from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-    from telegram.ext import (AIORateLimiter, Application, CallbackQueryHandler, CommandHandler,
-                              ConversationHandler, MessageHandler, PicklePersistence, filters)
+    from telegram.ext import (
+        AIORateLimiter,
+        Application,
+        CallbackQueryHandler,
+        CommandHandler,
+        ConversationHandler,
+        MessageHandler,
+        PicklePersistence,
+        filters,
+    )
 
     def markup(labels: list[str]) -> InlineKeyboardMarkup:
         return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=str(n))]
@@ -286,10 +295,8 @@ async def run(app: web.Application, port: int, max_seconds: float) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), max_seconds)
-    except TimeoutError:
-        pass
     await runner.cleanup()
 
 

@@ -116,14 +116,14 @@ async def start_providers(folder: Path, max_seconds: float) -> tuple[Proc, str, 
     raise RuntimeError(f"fake providers did not start:\n{proc.tail()}")
 
 
-def start_serve(folder: Path, config: Path, *, unpaced: bool = False, log_level: str = "WARNING") -> Proc:
-    """`helpline serve` (``python -m bot serve``); ``unpaced`` runs it through bench/serve_unpaced.py, which turns
-    off Telegram pacing (a diagnostic only)."""
-    if unpaced:
-        args = [PYTHON, str(BENCH / "serve_unpaced.py"), "--config", str(config), "--log-level", log_level]
+def start_serve(folder: Path, config: Path, *, variant: tuple[str, ...] = (), log_level: str = "WARNING") -> Proc:
+    """`helpline serve` (``python -m bot serve``); with ``variant`` flags (``--unpaced``, ``--fix-wakeup``) it runs
+    through bench/serve_variant.py, which changes that one behaviour (a diagnostic only)."""
+    if variant:
+        args = [PYTHON, str(BENCH / "serve_variant.py"), *variant, "--config", str(config), "--log-level", log_level]
     else:
         args = [PYTHON, "-m", "bot", "serve", "--config", str(config), "--log-level", log_level]
-    return _spawn("serve-unpaced" if unpaced else "serve", args, folder)
+    return _spawn("serve" + "".join(v.replace("--", "-") for v in variant), args, folder)
 
 
 def start_baseline(folder: Path, kind: str, port: int, api: str = "", rate_limiter: bool = False,
@@ -216,18 +216,27 @@ class CpuWindow:
         except psutil.Error:
             return math.nan
 
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
     def start(self) -> CpuWindow:
         self.t0 = time.monotonic()
         self.begin = {name: self._cpu(p) for name, p in self.processes.items()}
+        self.busy0 = self._busy()
         return self
 
     def stop(self) -> dict[str, float]:
         self.wall = time.monotonic() - self.t0
         self.used = {name: self._cpu(p) - self.begin[name] for name, p in self.processes.items()}
+        # Everything else on the machine (other people's test runs, say): noise to report with the figures.
+        self.used["others"] = max(0.0, self._busy() - self.busy0 - sum(v for v in self.used.values()
+                                                                         if not math.isnan(v)))
         return self.used
 
     def share(self) -> dict[str, float]:
-        """Cores used on average (1.0 = one core busy all the time)."""
+        """Cores used on average (1.0 = one core busy all the time); ``others``: every other process."""
         return {name: used / self.wall for name, used in self.used.items()} if self.wall else {}
 
 
@@ -267,4 +276,15 @@ class Machine:
                     break
         import platform
         return {"nproc": os.cpu_count(), "cpu": model, "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                "python": platform.python_version(), "platform": platform.platform()}
+                "python": platform.python_version(), "platform": platform.platform(), **code_version()}
+
+
+def code_version() -> dict:
+    """The commit the benchmark ran, and whether bot/ had uncommitted changes (others edit it meanwhile)."""
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+    return {"commit": git("rev-parse", "--short", "HEAD"), "commit_subject": git("log", "-1", "--format=%s")[:100],
+            "bot_uncommitted": bool(git("status", "--porcelain", "--", "bot", "flows", "locales"))}

@@ -39,19 +39,10 @@ def address_for(channel: str, index: int) -> str:
 
 
 def make_pipeline(config):
-    """The pipeline exactly as ``bot.app.build_bot`` makes it for this config."""
-    from bot.app import load_content
-    from bot.clock import SystemClock, SystemRandomness
-    from bot.pipeline import Pipeline, PipelineSettings
-    from bot.staff import Staff, StaffSettings
-    from bot.triage import Triage
+    """The pipeline exactly as the server makes it for this config (``bot.app.build_bot``; nothing is started)."""
+    from bot.app import build_bot
 
-    content = load_content(config)
-    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
-                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
-    return Pipeline(content.flows, content.catalogs, SystemClock(), SystemRandomness(),
-                    PipelineSettings(config.session.idle_minutes, config.sms.segment_budget,
-                                     config.security.messages_per_minute), staff=staff, triage=Triage())
+    return build_bot(config).pipeline
 
 
 def inbound_for(channel: str, index: int, provider_id: str, step: Step):
@@ -128,68 +119,83 @@ def prepopulate(config_path: str | Path, conversations: int, *, real_max: int = 
 
 
 def _clone(store, sealer, index: int, end: int, first_real: int, rng: random.Random, log) -> int:
-    """Clones of the real conversations ``first_real`` .. ``index - 1`` for contacts ``index`` .. ``end - 1``."""
+    """Clones of the real conversations ``first_real`` .. ``index - 1`` for contacts ``index`` .. ``end - 1``: every
+    column copied as the pipeline wrote it, except identities (ids, address and its lookup key, provider ids, case
+    references), and every sealed column (``bot.security.SEALED``) unsealed and sealed again (fresh nonce)."""
     from bot.cases import new_reference
     from bot.clock import SystemRandomness
+    from bot.security import SEALED
 
     db: sqlite3.Connection = store.db.conn
+    db.row_factory = sqlite3.Row
+    columns = {table: [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+               for table in ("contacts", "sessions", "messages", "cases", "case_events")}
     templates = list(range(max(first_real, index - 400), index))
     rows = {}
     for t in templates:
         channel = channel_for(t)
         key = sealer.lookup_key(channel, address_for(channel, t))
-        contact = db.execute("SELECT id, channel, name, language, opted_out, created_at, last_seen_at, role "
-                             "FROM contacts WHERE channel = ? AND address_key = ?", [channel, key]).fetchone()
+        contact = db.execute("SELECT * FROM contacts WHERE channel = ? AND address_key = ?", [channel, key]).fetchone()
         if contact is None:
             continue
-        cid = contact[0]
+        cid = contact["id"]
+        cases = db.execute("SELECT * FROM cases WHERE contact_id = ?", [cid]).fetchall()
         rows[t] = {
-            "contact": contact,
-            "session": db.execute("SELECT node, slots, updated_at FROM sessions WHERE contact_id = ?",
-                                  [cid]).fetchone(),
-            "messages": db.execute("SELECT direction, channel, provider_id, body, status, created_at, updated_at "
-                                   "FROM messages WHERE contact_id = ? ORDER BY id", [cid]).fetchall(),
-            "cases": [(case, db.execute("SELECT kind, actor, detail, created_at FROM case_events WHERE case_id = ? "
-                                        "ORDER BY id", [case[0]]).fetchall())
-                      for case in db.execute("SELECT id, status, urgent, kind, category, country, language, details, "
-                                             "created_at, updated_at, claimed_by, claimed_at, handoff, "
-                                             "alert_message_id, reporter_key FROM cases WHERE contact_id = ?",
-                                             [cid]).fetchall()],
+            "contacts": contact,
+            "sessions": db.execute("SELECT * FROM sessions WHERE contact_id = ?", [cid]).fetchall(),
+            "messages": db.execute("SELECT * FROM messages WHERE contact_id = ? ORDER BY id", [cid]).fetchall(),
+            "cases": [(case, db.execute("SELECT * FROM case_events WHERE case_id = ? ORDER BY id",
+                                        [case["id"]]).fetchall()) for case in cases],
         }
+    db.row_factory = None
     if not rows:
         raise RuntimeError("no real conversation to clone from")
     keys = list(rows)
     references = {r for (r,) in db.execute("SELECT reference FROM issued_references")}
     randomness = SystemRandomness()
 
-    def reseal(value):
-        return sealer.seal(sealer.unseal(value)) if value else value
+    def copy(table: str, row: sqlite3.Row, **override) -> tuple:
+        values = []
+        for column in columns[table]:
+            if column in override:
+                values.append(override[column])
+            elif column in SEALED.get(table, ()) and row[column]:
+                values.append(sealer.seal(sealer.unseal(row[column])))
+            else:
+                values.append(row[column])
+        return tuple(values)
+
+    def insert(table: str) -> str:
+        return f"INSERT INTO {table} ({', '.join(columns[table])}) VALUES ({', '.join('?' * len(columns[table]))})"
 
     cloned = 0
     started = time.perf_counter()
-    next_contact = (db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]) + 1
-    next_message = (db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0]) + 1
-    next_case = (db.execute("SELECT COALESCE(MAX(id), 0) FROM cases").fetchone()[0]) + 1
+    next_contact = db.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0] + 1
+    next_message = db.execute("SELECT COALESCE(MAX(id), 0) FROM messages").fetchone()[0] + 1
+    next_case = db.execute("SELECT COALESCE(MAX(id), 0) FROM cases").fetchone()[0] + 1
+    next_event = db.execute("SELECT COALESCE(MAX(id), 0) FROM case_events").fetchone()[0] + 1
     chunk = 2000
     for chunk_start in range(index, end, chunk):
-        contacts, sessions, messages, cases, events, issued = [], [], [], [], [], []
+        batch: dict[str, list] = {"contacts": [], "sessions": [], "messages": [], "cases": [], "case_events": []}
+        issued = []
         for i in range(chunk_start, min(end, chunk_start + chunk)):
             template = rows[keys[rng.randrange(len(keys))]]
-            channel = template["contact"][1]
+            contact = template["contacts"]
+            channel = contact["channel"]
             address = address_for(channel, i)
-            c = template["contact"]
-            contacts.append((next_contact, channel, sealer.lookup_key(channel, address), sealer.seal(address),
-                             reseal(c[2]), c[3], c[4], c[5], c[6], c[7]))
-            if template["session"]:
-                node, slots, updated = template["session"]
-                sessions.append((next_contact, node, reseal(slots), updated))
-            for n, (direction, mchannel, provider_id, body, status, created, updated) in enumerate(template["messages"]):
-                if direction == "in":
+            batch["contacts"].append(copy("contacts", contact, id=next_contact,
+                                          address_key=sealer.lookup_key(channel, address),
+                                          address=sealer.seal(address)))
+            for session in template["sessions"]:
+                batch["sessions"].append(copy("sessions", session, contact_id=next_contact))
+            for n, message in enumerate(template["messages"]):
+                provider_id = message["provider_id"]
+                if message["direction"] == "in":
                     provider_id = f"clone{i}s{n}"
                 elif provider_id is not None:
                     provider_id = "h:" + sealer.lookup_key("provider", f"SMclone{next_message:029d}")
-                messages.append((next_message, next_contact, direction, mchannel, provider_id, reseal(body), status,
-                                 created, updated))
+                batch["messages"].append(copy("messages", message, id=next_message, contact_id=next_contact,
+                                              provider_id=provider_id))
                 next_message += 1
             for case, case_events in template["cases"]:
                 reference = new_reference(randomness)
@@ -197,27 +203,21 @@ def _clone(store, sealer, index: int, end: int, first_real: int, rng: random.Ran
                     reference = new_reference(randomness)
                 references.add(reference)
                 issued.append((reference,))
-                cases.append((next_case, reference, next_contact, case[1], case[2], case[3], case[4], case[5],
-                              case[6], reseal(case[7]), case[8], case[9], case[10], case[11], case[12], None,
-                              case[14]))
-                for kind, actor, detail, created in case_events:
-                    events.append((next_case, kind, actor, reseal(detail), created))
+                override = {"id": next_case, "reference": reference, "contact_id": next_contact}
+                if "alert_message_id" in columns["cases"]:
+                    override["alert_message_id"] = None
+                batch["cases"].append(copy("cases", case, **override))
+                for event in case_events:
+                    batch["case_events"].append(copy("case_events", event, id=next_event, case_id=next_case))
+                    next_event += 1
                 next_case += 1
             next_contact += 1
             cloned += 1
         with db:
-            db.executemany("INSERT INTO contacts (id, channel, address_key, address, name, language, opted_out, "
-                           "created_at, last_seen_at, role) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", contacts)
-            db.executemany("INSERT INTO sessions (contact_id, node, slots, updated_at) VALUES (?, ?, ?, ?)", sessions)
-            db.executemany("INSERT INTO messages (id, contact_id, direction, channel, provider_id, body, status, "
-                           "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+            for table, values in batch.items():
+                if values:
+                    db.executemany(insert(table), values)
             db.executemany("INSERT INTO issued_references (reference) VALUES (?)", issued)
-            db.executemany("INSERT INTO cases (id, reference, contact_id, status, urgent, kind, category, country, "
-                           "language, details, created_at, updated_at, claimed_by, claimed_at, handoff, "
-                           "alert_message_id, reporter_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           cases)
-            db.executemany("INSERT INTO case_events (case_id, kind, actor, detail, created_at) VALUES (?, ?, ?, ?, ?)",
-                           events)
     log(f"  cloned {cloned} conversations in {time.perf_counter() - started:.1f} s")
     return cloned
 

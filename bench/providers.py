@@ -7,7 +7,8 @@ is connected to the events port:
 
     s <to> <t_ns>            an SMS accepted by the fake Twilio (to = the worker's number)
     t <chat_id> <t_ns>       a Telegram sendMessage to a private chat
-    a <chat_id> <t_ns> <tok> a Telegram sendMessage to a group (a staff alert); tok = the ``#token`` quoted in it
+    a <chat_id> <t_ns> <tok> <ref>  a Telegram sendMessage to a group: tok = the ``#token`` quoted in it, ref = the
+                             case reference when it is an alert (it has a Claim button), else ``-``
 
 ``GET /stats`` on the HTTP port gives counters, including requests the fake refused as malformed (a provider-side
 failure: no To, no Body, no text, wrong account, no auth).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import re
@@ -31,6 +33,7 @@ from pathlib import Path
 from aiohttp import web
 
 TOKEN_RE = re.compile(r"#([a-z]\d+)")
+REFERENCE_RE = re.compile(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})")
 
 
 class Events:
@@ -106,12 +109,14 @@ class Providers:
                 chat = None
             if chat is None or not text:
                 self.stats["telegram_refused"] += 1
-                return web.json_response({"ok": False, "error_code": 400, "description": "Bad Request: no chat or text"},
-                                         status=400)
+                return web.json_response({"ok": False, "error_code": 400,
+                                          "description": "Bad Request: no chat or text"}, status=400)
             if chat < 0:
                 found = TOKEN_RE.search(text)
+                reference = REFERENCE_RE.search(text) if "claim:" in str(form.get("reply_markup", "")) else None
                 self.stats["telegram_group"] += 1
-                self.events.emit(f"a {chat} {arrived} {found.group(1) if found else '-'}\n")
+                self.events.emit(f"a {chat} {arrived} {found.group(1) if found else '-'} "
+                                 f"{reference.group(1) if reference else '-'}\n")
             else:
                 self.events.emit(f"t {chat} {arrived}\n")
             kind = "supergroup" if chat < 0 else "private"
@@ -139,10 +144,8 @@ async def serve(ready_file: Path, max_seconds: float) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), max_seconds)
-    except TimeoutError:
-        pass
     event_server.close()
     await runner.cleanup()
 

@@ -118,11 +118,10 @@ class Calibration:
         self.expected: dict[tuple, list[int]] = {}
 
     def run(self, walks: list[Walk] | None = None) -> None:
+        from bench.prepopulate import inbound_for, make_pipeline
         from bot.config import load_config
         from bot.security import sealer_for
         from bot.store.sqlite import Store
-
-        from bench.prepopulate import inbound_for, make_pipeline
 
         walks = walks or all_walks()
         with tempfile.TemporaryDirectory() as folder:

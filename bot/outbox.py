@@ -112,25 +112,36 @@ class Delivery:
             self._writer = None
 
     async def _run(self) -> None:
+        """Start a send for every worker with a message due and none in flight; a slow or paced send (a staff
+        group at Telegram's 20 a minute) holds up only its own worker, never the others."""
+        in_flight: dict[int, asyncio.Task] = {}
         while True:
+            self._wake.clear()
             try:
-                due = await self._write(Store.due, self.clock.now(), 200)
+                due = await self.database.call(Store.due, self.clock.now(), 200, frozenset(in_flight))
             except Exception:
                 log.exception("outbox read failed")
                 due = []
-            if due:
-                results = await asyncio.gather(*(self._deliver(p) for p in due), return_exceptions=True)
-                for pending, result in zip(due, results, strict=True):
-                    if isinstance(result, Exception):  # a database error: the message stays in the outbox
-                        log.error("delivery of message %s: %r", pending.message_id, result)
-                if any(isinstance(result, Exception) for result in results):
-                    await asyncio.sleep(1.0)
-                continue
-            if self._stopping:
+            for pending in due:
+                task = asyncio.create_task(self._deliver_logged(pending))
+                in_flight[pending.contact_id] = task
+                task.add_done_callback(lambda _t, contact=pending.contact_id: self._finished(in_flight, contact))
+            if self._stopping and not due and not in_flight:
                 return
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            if not due or len(in_flight) >= CONCURRENCY:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+
+    def _finished(self, in_flight: dict[int, asyncio.Task], contact_id: int) -> None:
+        in_flight.pop(contact_id, None)
+        self._wake.set()  # that worker's next message may be due now
+
+    async def _deliver_logged(self, pending: Pending) -> None:
+        try:
+            await self._deliver(pending)
+        except Exception as error:  # a database error: the message stays in the outbox and is tried again
+            log.error("delivery of message %s: %r", pending.message_id, error)
+            await asyncio.sleep(1.0)
 
     async def _deliver(self, pending: Pending) -> None:
         now = self.clock.now()

@@ -213,8 +213,9 @@ class Store:
         )
         return cursor.lastrowid
 
-    def due(self, now: datetime, limit: int = 100) -> list[Pending]:
-        """Outbox messages due now, at most one per contact: the oldest, so each contact's order is kept."""
+    def due(self, now: datetime, limit: int = 100, busy: frozenset[int] = frozenset()) -> list[Pending]:
+        """Outbox messages due now, at most one per contact: the oldest, so each contact's order is kept.
+        Contacts in ``busy`` (a message of theirs is being sent) are left out."""
         rows = self.db.execute(
             """
             SELECT o.message_id, o.contact_id, m.channel, c.address, m.body, o.attempts, c.opted_out
@@ -226,8 +227,9 @@ class Store:
             ORDER BY o.next_attempt_at, o.message_id
             LIMIT ?
             """,
-            [iso(now), limit],
+            [iso(now), limit + len(busy)],
         ).fetchall()
+        rows = [row for row in rows if row[1] not in busy][:limit]
         pending = [
             Pending(r[0], r[1], r[2], self.sealer.unseal(r[3]), self._unseal_json(r[4]), r[5], bool(r[6]))
             for r in rows

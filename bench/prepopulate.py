@@ -150,7 +150,9 @@ def _clone(store, sealer, index: int, end: int, first_real: int, rng: random.Ran
     db.row_factory = None
     if not rows:
         raise RuntimeError("no real conversation to clone from")
-    keys = list(rows)
+    by_channel: dict[str, list[int]] = {}
+    for t in rows:
+        by_channel.setdefault(rows[t]["contacts"]["channel"], []).append(t)
     references = {r for (r,) in db.execute("SELECT reference FROM issued_references")}
     randomness = SystemRandomness()
 
@@ -179,9 +181,12 @@ def _clone(store, sealer, index: int, end: int, first_real: int, rng: random.Ran
         batch: dict[str, list] = {"contacts": [], "sessions": [], "messages": [], "cases": [], "case_events": []}
         issued = []
         for i in range(chunk_start, min(end, chunk_start + chunk)):
-            template = rows[keys[rng.randrange(len(keys))]]
+            channel = channel_for(i)  # the clone is on the channel its index says, as the real ones are
+            same = by_channel.get(channel) or next(iter(by_channel.values()))
+            template = rows[same[rng.randrange(len(same))]]
             contact = template["contacts"]
-            channel = contact["channel"]
+            if contact["channel"] != channel:
+                raise RuntimeError(f"no real {channel} conversation to clone from")
             address = address_for(channel, i)
             batch["contacts"].append(copy("contacts", contact, id=next_contact,
                                           address_key=sealer.lookup_key(channel, address),

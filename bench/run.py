@@ -85,6 +85,15 @@ class Bench:
                               "command": " ".join([Path(sys.executable).name, *sys.argv])}
         self.peak_rss: dict[str, int] = {}
         self.started = time.monotonic()
+        previous = self.path()
+        if args.merge and previous.exists():  # re-run some phases into an earlier run's results
+            earlier = json.loads(previous.read_text())
+            for key, value in earlier.items():
+                if key not in ("machine", "command", "mode"):
+                    self.results.setdefault(key, value)
+            self.results["merged_from"] = {"command": earlier.get("command"),
+                                           "machine": earlier.get("machine"), "seconds": earlier.get("seconds")}
+            self.peak_rss = {k: int(v * 1e6) for k, v in earlier.get("peak_rss_mb", {}).items()}
 
     # Processes -----------------------------------------------------------------------------------
 
@@ -184,13 +193,26 @@ class Bench:
         cpu.stop()
         await task
         window = load.stats.window(start, end)
+        staff = self.staff_messages_since(start)
         replies = window["replies_per_s"] * window["seconds"] if load.mode == "reply" else \
             window["acks_per_s"] * window["seconds"]
         result = {**window, "concurrency": concurrency, "errors": load.stats.errors, "timeouts": load.stats.timeouts,
                   "cores": {k: round(v, 2) for k, v in cpu.share().items()},
                   "serve_cpu_ms_per_msg": round(cpu.used["serve"] * 1000 / replies, 3) if replies else math.nan,
-                  "peak_rss_mb": harness.mb(server.sampler.peak_rss), "walks": dict(load.stats.walks)}
+                  "peak_rss_mb": harness.mb(server.sampler.peak_rss), "walks": dict(load.stats.walks),
+                  "staff_messages": staff}
+        self.check_on_script(load, staff)
         return result
+
+    def staff_messages_since(self, start_ns: int) -> int:
+        return sum(1 for t in self.arrivals.alert_times if t >= start_ns)
+
+    @staticmethod
+    def check_on_script(load: Load, staff_messages: int) -> None:
+        """Walks without distress bring no staff message: if some came, a walk went off its script (a worker
+        who was not where the walk assumed), and the figures include staff-group pacing."""
+        if staff_messages and not load.stats.distress:
+            log(f"  ! {staff_messages} staff-group messages during walks without distress: some walk went off script")
 
     async def open(self, server: Server, load: Load, rate: float, seconds: float) -> dict:
         warmup = min(1.0, seconds / 4)
@@ -200,6 +222,8 @@ class Bench:
         start = time.monotonic_ns()
         info = await load.open_loop(rate, seconds, drain=self.plan["drain"])
         cpu.stop()
+        staff = self.staff_messages_since(start)
+        self.check_on_script(load, staff)
         measured_from = start + int(warmup * 1e9)
         measured_to = start + int(seconds * 1e9)
         latencies = [lat for sent, lat in load.stats.latencies if measured_from <= sent <= measured_to]
@@ -213,7 +237,7 @@ class Bench:
                 "errors": load.stats.errors, "cores": {k: round(v, 2) for k, v in cpu.share().items()},
                 "serve_cpu_ms_per_msg": round(cpu.used["serve"] * 1000 / done, 3) if done else math.nan,
                 "peak_rss_mb": harness.mb(server.sampler.peak_rss), "answered_in_window": len(latencies),
-                "sent_in_window": round(sent_in_window)}
+                "sent_in_window": round(sent_in_window), "staff_messages": staff}
 
     async def backlog(self, server: Server) -> int | None:
         with contextlib.suppress(Exception):
@@ -643,8 +667,11 @@ class Bench:
             log(f"{'PASS' if ok else 'MISS'}  {target}: {figure}")
         log("=" * 100)
 
+    def path(self) -> Path:
+        return Path(__file__).resolve().parent / f"results-{self.mode}.json"
+
     def save(self) -> Path:
-        path = Path(__file__).resolve().parent / f"results-{self.mode}.json"
+        path = self.path()
         self.results["peak_rss_mb"] = {k: harness.mb(v) for k, v in self.peak_rss.items()}
         self.results["seconds"] = round(time.monotonic() - self.started, 1)
         path.write_text(json.dumps(self.results, indent=2, default=str) + "\n")
@@ -736,6 +763,7 @@ async def amain(args: argparse.Namespace) -> int:
             began = time.monotonic()
             await phases[name]()
             bench.results.setdefault("phase_seconds", {})[name] = round(time.monotonic() - began, 1)
+            bench.results.setdefault("phase_commits", {})[name] = harness.code_version()
     finally:
         await bench.teardown()
     bench.report()
@@ -752,6 +780,8 @@ def main() -> int:
                                        "profile")
     parser.add_argument("--profile-seconds", type=float, help="py-spy profile length (0: none; full run: 20)")
     parser.add_argument("--keep", action="store_true", help="keep the temp work folder (databases, logs)")
+    parser.add_argument("--merge", action="store_true",
+                        help="with --only: keep the other phases' figures from the last results file of this mode")
     args = parser.parse_args()
     return asyncio.run(amain(args))
 

@@ -189,7 +189,7 @@ async def soak(args: argparse.Namespace) -> int:
     print(f"memory: {first} MB after warm-up -> {final} MB at the end ({growth:+.1%}; rose in {summary['rises']}), "
           f"peak {summary['rss_mb_peak']} MB")
     print(f"outbox backlog: max {summary['max_backlog']}; messages in {summary['messages_in']}, out "
-          f"{summary['messages_out']}; staff alerts {summary['alerts']}")
+          f"{summary['messages_out']}; staff-group messages (alerts, claims, resolves) {summary['alerts']}")
     print(f"latency (webhook -> reply at the fake provider): p50 {summary['latency_all']['p50_ms']} p99 "
           f"{summary['latency_all']['p99_ms']} max {summary['latency_all']['max_ms']} ms")
     print(f"errors: {errors}")

@@ -197,10 +197,10 @@ async def soak(args: argparse.Namespace) -> int:
     print(("FAIL: " + ", ".join(filter(None, [f"memory grew {growth:+.1%}" if steady else "",
                                                f"errors {bad}" if bad else ""])))
           if verdict else "OK: no steady memory growth, no errors")
-    out = Path(__file__).resolve().parent / "soak-results.json"
+    out = Path(args.output) if args.output else Path(__file__).resolve().parent / "soak-results.json"
     out.write_text(json.dumps({"summary": summary, "samples": rows, "machine": harness.Machine.describe()},
                               indent=2) + "\n")
-    print(f"results: {out.relative_to(harness.ROOT)}")
+    print(f"results: {out}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return verdict
@@ -217,6 +217,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
     parser.add_argument("--max-growth", type=float, default=0.20, help="memory growth that fails the soak")
     parser.add_argument("--keep", action="store_true", help="keep the temp work folder")
+    parser.add_argument("--output", help="where to write the JSON results (default bench/soak-results.json)")
     args = parser.parse_args()
     if args.minutes <= 0 or args.minutes > 24 * 60 or args.rate <= 0 or args.rate > 2000:
         parser.error("--minutes must be in (0, 1440] and --rate in (0, 2000]")

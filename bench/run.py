@@ -774,7 +774,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="short phases, 1k and 10k stored conversations, 2,000 "
+    parser.add_argument("--quick", action="store_true", help="short phases, 1k and 10k stored conversations, 1,000 "
                                                              "active ones, no profile: under 2 minutes")
     parser.add_argument("--only", help="comma-separated phases: ceiling,saturation,fixed,alerts,hol,telegram,cost,"
                                        "profile")

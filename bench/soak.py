@@ -53,6 +53,7 @@ def total(metrics: dict, name: str) -> int:
 
 
 async def soak(args: argparse.Namespace) -> int:
+    machine = harness.Machine.describe()  # the code as serve starts with it (others may commit meanwhile)
     work = harness.new_workdir("helpline-soak-")
     seconds = args.minutes * 60
     providers, provider_url, events_port = await harness.start_providers(work, seconds + 300)
@@ -198,7 +199,7 @@ async def soak(args: argparse.Namespace) -> int:
                                                f"errors {bad}" if bad else ""])))
           if verdict else "OK: no steady memory growth, no errors")
     out = Path(args.output) if args.output else Path(__file__).resolve().parent / "soak-results.json"
-    out.write_text(json.dumps({"summary": summary, "samples": rows, "machine": harness.Machine.describe()},
+    out.write_text(json.dumps({"summary": summary, "samples": rows, "machine": machine},
                               indent=2) + "\n")
     print(f"results: {out}")
     if not args.keep:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import signal
 import warnings
 from pathlib import Path
 
 from aiohttp import web
+from providers import until_stopped  # a sibling script: both run as `python bench/<name>.py`
 
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -291,12 +290,7 @@ async def run(app: web.Application, port: int, max_seconds: float) -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
     await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max_seconds)
+    await until_stopped(max_seconds)
     await runner.cleanup()
 
 

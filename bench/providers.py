@@ -129,6 +129,16 @@ def _ok(result) -> web.Response:
     return web.json_response({"ok": True, "result": result})
 
 
+async def until_stopped(max_seconds: float) -> None:
+    """Wait for SIGTERM or SIGINT, at most ``max_seconds`` (every bench process stops by itself)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max_seconds)
+
+
 async def serve(ready_file: Path, max_seconds: float) -> None:
     events = Events()
     providers = Providers(events)
@@ -140,12 +150,7 @@ async def serve(ready_file: Path, max_seconds: float) -> None:
     event_server = await asyncio.start_server(events.handle, "127.0.0.1", 0)
     events_port = event_server.sockets[0].getsockname()[1]
     ready_file.write_text(json.dumps({"http": http_port, "events": events_port}))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max_seconds)
+    await until_stopped(max_seconds)
     event_server.close()
     await runner.cleanup()
 

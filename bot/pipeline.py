@@ -23,7 +23,7 @@ from bot.messages import CAPABILITIES, Inbound, Reply
 from bot.render import render
 from bot.staff import Staff, StaffSettings
 from bot.store.sqlite import Contact, Store
-from bot.triage import Triage
+from bot.triage import Assessment, Triage
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ class Turn:
         self.send_nothing = False
         self.opt_out = False
         self.erased = False
+        self.assessment: Assessment | None = None  # set by run(): what triage made of this message
 
     # The turn --------------------------------------------------------------------------------------
 
@@ -406,7 +407,7 @@ class Turn:
                 self.store.update_case(case["id"], self.now, urgent=1)
                 case = self.store.case_by_id(case["id"])
         self.store.case_event(case["id"], "urgent" if urgent else "handoff_requested", "worker", None, self.now)
-        assessment = getattr(self, "assessment", None)
+        assessment = self.assessment
         if assessment is not None and assessment.urgent:
             reason = f"danger words ({assessment.category}: “{assessment.matched}”, {assessment.language})"
         else:

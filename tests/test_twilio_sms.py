@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 
 import pytest
 from twilio.request_validator import RequestValidator
@@ -62,6 +63,7 @@ async def test_signed_webhook_is_stored_answered_with_empty_twiml_and_replied_th
     assert "<Response></Response>" in await response.text()
     [call] = await twilio.wait_for(1)
     assert call["account"] == ACCOUNT
+    assert call["auth"] == "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
     assert call["form"]["To"] == "+60123456789"
     assert call["form"]["From"] == "+15550006666"
     assert call["form"]["StatusCallback"] == PUBLIC + "/twilio/status"

@@ -1,21 +1,21 @@
 """SMS through Twilio: the inbound and status webhooks, and sending through Twilio's REST API.
 
 Webhooks are checked with twilio's ``RequestValidator`` against ``[server] public_url`` + path (the URL
-Twilio signed; behind a reverse proxy the request's own URL differs). Sending uses twilio's async client,
-one for the process, pointed at ``[twilio] api_base_url`` when set (a fake in tests, a proxy in production).
+Twilio signed; behind a reverse proxy the request's own URL differs). Sending is one POST to Twilio's
+Messages API on one aiohttp session for the process, at ``[twilio] api_base_url`` when set (a fake in tests,
+a proxy in production).
 """
 
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
-from aiohttp import ClientSession, ClientTimeout, web
-from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout, web
 from twilio.request_validator import RequestValidator
-from twilio.rest import Client
 
 from bot.config import TwilioConfig
 from bot.intake import Unavailable
@@ -42,8 +42,16 @@ class TwilioChannel:
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.validator = RequestValidator(config.auth_token)
-        self._client: Client | None = None
-        self._http: _TwilioHttp | None = None
+        self._session: ClientSession | None = None
+        base = (config.api_base_url or TWILIO_API).rstrip("/")
+        self._messages_url = f"{base}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
+        token = base64.b64encode(f"{config.account_sid}:{config.auth_token}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded",
+                         "Accept": "application/json"}
+        self._sender = ({"MessagingServiceSid": config.messaging_service_sid} if config.messaging_service_sid
+                        else {"From": config.from_number})
+        if self.public_url:
+            self._sender["StatusCallback"] = f"{self.public_url}/twilio/status"
 
     # Inbound ---------------------------------------------------------------------------------------
 
@@ -64,13 +72,19 @@ class TwilioChannel:
         signature = request.headers.get("X-Twilio-Signature", "")
         url = self._signed_url(request)
         try:
-            valid = bool(signature) and self.validator.validate(url, params, signature)
+            valid = bool(signature) and self._signed_by_twilio(url, params, signature)
         except (TypeError, ValueError):
             valid = False
         if not valid:
             log.warning("twilio webhook %s: missing or wrong signature; nothing stored", request.path)
             raise web.HTTPForbidden(text="invalid signature")
         return params
+
+    def _signed_by_twilio(self, url: str, params: dict[str, str], signature: str) -> bool:
+        """The signature over the URL as configured, which is what Twilio signs; failing that, twilio's full
+        check, which also tries the URL with and without its port (and so computes two signatures)."""
+        return (hmac.compare_digest(self.validator.compute_signature(url, params), signature)
+                or self.validator.validate(url, params, signature))
 
     def _signed_url(self, request: web.Request) -> str:
         """The URL Twilio requested: the configured public URL (which may carry a proxy's path prefix), this
@@ -115,58 +129,49 @@ class TwilioChannel:
     # Outbound --------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Make the one HTTP client of the process (it must be made inside the running event loop)."""
-        self._http = _TwilioHttp(self.config.api_base_url or TWILIO_API)
-        self._client = Client(self.config.account_sid, self.config.auth_token, http_client=self._http)
+        """Make the one HTTP session of the process (it must be made inside the running event loop)."""
+        self._session = ClientSession(timeout=ClientTimeout(total=15))
 
     async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
+        if self._session is not None:
+            await self._session.close()
 
     async def send(self, pending: Pending) -> str | None:
-        assert self._client is not None, "TwilioChannel.start() was not awaited"
-        kwargs: dict = {"to": pending.address, "body": pending.body.get("text", "")}
-        if self.config.messaging_service_sid:
-            kwargs["messaging_service_sid"] = self.config.messaging_service_sid
-        else:
-            kwargs["from_"] = self.config.from_number
-        if self.public_url:
-            kwargs["status_callback"] = f"{self.public_url}/twilio/status"
+        """POST one message to Twilio's Messages API (`Create a Message`) and return its SID.
+
+        One form-encoded request on the shared session, as twilio's own client sends it, without the
+        client's object layers: those cost 0.27 ms of CPU a message against 0.10 ms for this (bench/RESULTS.md),
+        a quarter of everything the bot spends on an SMS."""
+        assert self._session is not None, "TwilioChannel.start() was not awaited"
+        form = {"To": pending.address, "Body": pending.body.get("text", ""), **self._sender}
         try:
-            message = await self._client.messages.create_async(**kwargs)
-        except TwilioRestException as error:
-            if error.code == OPTED_OUT:
-                raise SendError("the worker opted out (21610)", permanent=True, code=str(error.code),
-                                opted_out=True) from None
-            if error.status >= 500:
-                raise SendError(f"Twilio {error.status}: {error.msg}") from None
-            raise SendError(f"Twilio {error.status} ({error.code}): {error.msg}", permanent=True,
-                            code=str(error.code)) from None
-        except (OSError, TimeoutError) as error:
+            async with self._session.post(self._messages_url, data=urlencode(form).encode(),
+                                          headers=self._headers) as response:
+                if response.status == 429:
+                    raise SendError("Twilio 429: too many requests",
+                                    retry_after=_seconds(response.headers.get("Retry-After")))
+                answer = await _json(response)
+        except (OSError, TimeoutError, ClientError) as error:
             raise SendError(f"network: {error!r}") from None
-        return message.sid
+        if response.status < 300 and isinstance(answer.get("sid"), str):
+            return answer["sid"]
+        code, message = answer.get("code"), answer.get("message") or response.reason
+        if code == OPTED_OUT:
+            raise SendError("the worker opted out (21610)", permanent=True, code=str(code), opted_out=True)
+        if response.status < 300:
+            raise SendError(f"Twilio {response.status} without a message SID")
+        if response.status >= 500:
+            raise SendError(f"Twilio {response.status}: {message}")
+        raise SendError(f"Twilio {response.status} ({code}): {message}", permanent=True,
+                        code=None if code is None else str(code))
 
 
-class _TwilioHttp(AsyncTwilioHttpClient):
-    """twilio's aiohttp client, sent to ``base_url`` instead of api.twilio.com, with a 15 s timeout, and
-    429 answers turned into a retry at the time Twilio asks for."""
-
-    def __init__(self, base_url: str):
-        super().__init__(pool_connections=False)
-        self.base_url = base_url.rstrip("/")
-        self.session = ClientSession(timeout=ClientTimeout(total=15))
-
-    async def request(self, method, url, params=None, data=None, headers=None, auth=None, timeout=None,
-                      allow_redirects=False):
-        if url.startswith(TWILIO_API):
-            url = self.base_url + url[len(TWILIO_API):]
-        if auth is not None:  # as a header: aiohttp deprecates the auth= argument twilio would pass
-            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
-            headers = {**(headers or {}), "Authorization": f"Basic {token}"}
-        response = await super().request(method, url, params, data, headers, None, None, allow_redirects)
-        if response.status_code == 429:
-            raise SendError("Twilio 429: too many requests", retry_after=_seconds(response.headers.get("Retry-After")))
-        return response
+async def _json(response: ClientResponse) -> dict:
+    try:
+        answer = await response.json(content_type=None)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _seconds(value: str | None) -> float:

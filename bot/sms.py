@@ -216,6 +216,12 @@ def _is_break(cluster: list[int], nxt: int) -> bool:
 
 def _graphemes(text: str) -> list[str]:
     """Split ``text`` into the calculator's characters (CR LF counts as two)."""
+    if text.isascii():  # ASCII is Control, CR, LF or Other: a break between every two (CR LF counts as two)
+        return list(text)
+    return _clusters(text)
+
+
+def _clusters(text: str) -> list[str]:
     out: list[str] = []
     i, n = 0, len(text)
     while i < n:

@@ -15,6 +15,8 @@ from bot.sms import (
     GSM7_EXTENSION,
     GSM_REPLACEMENTS,
     Segments,
+    _clusters,
+    _graphemes,
     _layout,
     fit,
     gsm_normalise,
@@ -87,6 +89,12 @@ def test_clusters_move_whole(text: str, expected: tuple[int, list[int]]) -> None
 
 GSM_CHARS = "".join(sorted(GSM7_BASIC | GSM7_EXTENSION))
 MIXED_CHARS = GSM_CHARS + "áçíúÁ😀👍🏽\u200d👩\u0301\u0308ကြ်ာবাংলাไทย้ำ\U0001f1f9\U0001f1ed中\t"
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=300))
+@example("a\r\nb\r\r\n\x00\x7f")
+def test_ascii_shortcut_splits_as_the_full_rules_do(text: str) -> None:
+    assert _graphemes(text) == _clusters(text)
 
 
 @settings(max_examples=300)

@@ -10,8 +10,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.error import NetworkError, RetryAfter, TimedOut
 
 from bot.app import create_app
+from bot.channels.telegram_request import AiohttpRequest
 from tests.conftest import SeededRandomness, unsealed
 from tests.fakes import FakeTelegram
 
@@ -252,3 +256,49 @@ async def test_evidence_later_by_giving_the_reference_and_never_to_someone_elses
     assert "We added this" not in (await telegram.wait_for(17, timeout=30))[16]["text"]
     details = [row[0] for row in unsealed(config, "SELECT detail FROM case_events WHERE kind = 'evidence'")]
     assert any("AgACcontract" in d for d in details) and not any("AgACfake" in d for d in details)
+
+
+async def test_bot_api_calls_go_over_aiohttp_as_ptb_builds_them(telegram):
+    bot = Bot("123456:TEST-token", base_url=f"{telegram.url}/bot", request=AiohttpRequest())
+    async with bot:  # initialize: getMe
+        buttons = InlineKeyboardMarkup([[InlineKeyboardButton("Claim", callback_data="claim:1")]])
+        sent = await bot.send_message(4242, "नमस्ते & more", reply_markup=buttons)
+        assert await bot.set_webhook("https://helpline.example.org/telegram/webhook", certificate=b"-----CERT-----")
+    assert sent.message_id and sent.chat.id == 4242
+    [form] = telegram.called("sendMessage")
+    assert form["text"] == "नमस्ते & more"
+    assert json.loads(form["reply_markup"]) == {"inline_keyboard": [[{"text": "Claim", "callback_data": "claim:1"}]]}
+    [webhook] = telegram.called("setWebhook")
+    assert webhook["url"] == "https://helpline.example.org/telegram/webhook"
+    assert isinstance(webhook["certificate"], web.FileField)  # a file upload, sent as multipart
+
+
+async def test_bot_api_errors_reach_ptb_as_its_own_exceptions(telegram):
+    bot = Bot("123456:TEST-token", base_url=f"{telegram.url}/bot", request=AiohttpRequest())
+    async with bot:
+        telegram.fail_next = [(429, "Too Many Requests: retry after 3", {"retry_after": 3})]
+        with pytest.raises(RetryAfter):
+            await bot.send_message(4242, "hello")
+
+    slow = web.Application()
+
+    async def hang(request):
+        await asyncio.sleep(5)
+        return web.json_response({"ok": True, "result": True})
+
+    slow.router.add_post("/bot{token}/{method}", hang)
+    runner = web.AppRunner(slow)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    request = AiohttpRequest()
+    await request.initialize()
+    try:
+        with pytest.raises(TimedOut):
+            await request.post(f"http://127.0.0.1:{port}/bot1:x/getMe", read_timeout=0.2)
+        await runner.cleanup()
+        with pytest.raises(NetworkError):  # nothing listens any more
+            await request.post(f"http://127.0.0.1:{port}/bot1:x/getMe")
+    finally:
+        await request.shutdown()

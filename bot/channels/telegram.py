@@ -1,8 +1,9 @@
 """Telegram through python-telegram-bot, used as a library inside our own aiohttp server.
 
 The webhook checks Telegram's secret header in constant time, turns each update into an ``Inbound`` for the
-one pipeline, and answers 200 once it is stored. Replies leave through the outbox and PTB's ``Bot``, paced by
-PTB's ``AIORateLimiter`` (overall and per-group limits) and about one message a second per chat.
+one pipeline, and answers 200 once it is stored. Replies leave through the outbox and PTB's ``Bot`` (over
+aiohttp: ``telegram_request.py``), paced by PTB's ``AIORateLimiter`` (overall and per-group limits) and about
+one message a second per chat.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParam
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application
 
+from bot.channels.telegram_request import AiohttpRequest
 from bot.config import TelegramConfig
 from bot.intake import Unavailable
 from bot.keys import INTAKE
@@ -41,7 +43,8 @@ class TelegramChannel:
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.staff_chat_id = staff_chat_id
-        builder = Application.builder().token(config.token).updater(None)
+        builder = (Application.builder().token(config.token).updater(None)
+                   .request(AiohttpRequest()).get_updates_request(AiohttpRequest()))
         if config.api_base_url:
             base = config.api_base_url.rstrip("/")
             builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")

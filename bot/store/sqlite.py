@@ -112,9 +112,25 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """A transaction, or a savepoint inside one: all of it is stored, or none."""
-        with self.db.atomic():
+        """A transaction, or a savepoint inside one: all of it is stored, or none.
+
+        Savepoints all share one name: SQLite releases or rolls back to the innermost of that name, and the
+        statements stay in sqlite3's cache (sqlite-utils' ``atomic`` names each one afresh, which makes every
+        savepoint a new statement to compile: there are several per message)."""
+        conn = self.db.conn
+        if not conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("SAVEPOINT helpline")
+        try:
             yield
+        except BaseException:
+            if conn.in_transaction:  # an error may have ended the whole transaction already
+                conn.execute("ROLLBACK TO SAVEPOINT helpline")
+                conn.execute("RELEASE SAVEPOINT helpline")
+            raise
+        conn.execute("RELEASE SAVEPOINT helpline")
 
     def ping(self) -> bool:
         return self.db.execute("SELECT 1").fetchone() == (1,)

@@ -48,6 +48,7 @@ class TelegramConfig:
     mode: str = "webhook"
     webhook_secret: str = ""
     api_base_url: str = ""
+    messages_per_second: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,8 @@ class Config:
 
 
 _CHOICES = {("telegram", "mode"): ("webhook", "polling")}
+_AT_LEAST_ONE = {("telegram", "messages_per_second"), ("sms", "segment_budget"), ("security", "messages_per_minute"),
+                 ("session", "idle_minutes"), ("escalation", "claim_timeout_minutes")}
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -162,6 +165,8 @@ def _section(section_field: dataclasses.Field, values: Any, where: str, environ:
         allowed = _CHOICES.get((name, key))
         if allowed and kwargs[key] not in allowed:
             raise ConfigError(f"{label} must be one of {', '.join(allowed)}, not {kwargs[key]!r}")
+        if (name, key) in _AT_LEAST_ONE and kwargs[key] < 1:
+            raise ConfigError(f"{label} must be 1 or more, not {kwargs[key]!r}")
     return cls(**kwargs)
 
 

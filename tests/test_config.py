@@ -151,9 +151,11 @@ def test_a_section_that_is_not_a_table_is_an_error(tmp_path):
         ('[escalation]\noncall_numbers = "x"\n', "[escalation] oncall_numbers must be a list of strings"),
         ("[escalation]\noncall_numbers = [6512345678]\n", "[escalation] oncall_numbers must be a list of strings"),
         ('[telegram]\nmode = "push"\n', "[telegram] mode must be one of webhook, polling, not 'push'"),
+        ("[telegram]\nmessages_per_second = 0\n", "[telegram] messages_per_second must be 1 or more, not 0"),
+        ("[sms]\nsegment_budget = -1\n", "[sms] segment_budget must be 1 or more, not -1"),
     ],
     ids=["port-string", "port-float", "port-bool", "host-number", "oncall-string", "oncall-numbers",
-         "telegram-mode-push"],
+         "telegram-mode-push", "telegram-rate-zero", "sms-budget-negative"],
 )
 def test_wrong_type_names_the_file_the_key_and_what_is_expected(tmp_path, toml, expected):
     path = write_config(tmp_path, toml)

@@ -48,7 +48,8 @@ class TelegramChannel:
         if config.api_base_url:
             base = config.api_base_url.rstrip("/")
             builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
-        self.application = builder.rate_limiter(AIORateLimiter(max_retries=0)).build()
+        limiter = AIORateLimiter(overall_max_rate=config.messages_per_second, max_retries=0)
+        self.application = builder.rate_limiter(limiter).build()
         self._per_chat: dict[int, AsyncLimiter] = {}
         self._polling: asyncio.Task | None = None
         self._background: set[asyncio.Task] = set()

@@ -39,7 +39,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_config(folder: Path, port: int, provider_url: str, *, claim_timeout_minutes: int = 10) -> Path:
+def write_config(folder: Path, port: int, provider_url: str, *, claim_timeout_minutes: int = 10,
+                 telegram_per_second: int = 30) -> Path:
     """A serve config: Twilio and Telegram pointing at the fake providers, staff alerts to a group, the
     per-worker limit raised (simulated workers send fast), a fresh database and key file in ``folder``."""
     path = folder / "helpline.toml"
@@ -49,6 +50,7 @@ def write_config(folder: Path, port: int, provider_url: str, *, claim_timeout_mi
         f'[twilio]\naccount_sid = "{ACCOUNT}"\nauth_token = "{TWILIO_TOKEN}"\nfrom_number = "{FROM_NUMBER}"\n'
         f'api_base_url = "{provider_url}"\n'
         f'[telegram]\ntoken = "{TELEGRAM_TOKEN}"\nwebhook_secret = "{SECRET}"\napi_base_url = "{provider_url}"\n'
+        f'messages_per_second = {telegram_per_second}\n'
         f'[escalation]\ntelegram_chat_id = {STAFF_GROUP}\nclaim_timeout_minutes = {claim_timeout_minutes}\n'
         f'[security]\nmessages_per_minute = 100000\nkey_file = "{folder / "helpline.key"}"\n'
     )
@@ -116,14 +118,10 @@ async def start_providers(folder: Path, max_seconds: float) -> tuple[Proc, str, 
     raise RuntimeError(f"fake providers did not start:\n{proc.tail()}")
 
 
-def start_serve(folder: Path, config: Path, *, variant: tuple[str, ...] = (), log_level: str = "WARNING") -> Proc:
-    """`helpline serve` (``python -m bot serve``); with ``variant`` flags (``--unpaced``, ``--fix-wakeup``) it runs
-    through bench/serve_variant.py, which changes that one behaviour (a diagnostic only)."""
-    if variant:
-        args = [PYTHON, str(BENCH / "serve_variant.py"), *variant, "--config", str(config), "--log-level", log_level]
-    else:
-        args = [PYTHON, "-m", "bot", "serve", "--config", str(config), "--log-level", log_level]
-    return _spawn("serve" + "".join(v.replace("--", "-") for v in variant), args, folder)
+def start_serve(folder: Path, config: Path, *, log_level: str = "WARNING") -> Proc:
+    """`helpline serve` (``python -m bot serve``), unchanged."""
+    args = [PYTHON, "-m", "bot", "serve", "--config", str(config), "--log-level", log_level]
+    return _spawn("serve", args, folder)
 
 
 def start_baseline(folder: Path, kind: str, port: int, api: str = "", rate_limiter: bool = False,

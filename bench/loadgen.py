@@ -293,16 +293,22 @@ class Load:
         self.stats.completions.append(arrived)
         return True
 
-    async def closed_loop(self, concurrency: int, seconds: float, walks=None) -> None:
-        """``concurrency`` workers back to back for ``seconds``: each walk from a new worker."""
+    async def closed_loop(self, concurrency: int, seconds: float, walks=None,
+                          think: tuple[float, float] | None = None) -> None:
+        """``concurrency`` workers for ``seconds``: each walk from a new worker, each step as soon as the last
+        one's replies arrived, or a ``think`` time (seconds, uniform) after them."""
         deadline = time.monotonic() + seconds
 
         async def one() -> None:
+            if think:  # people do not all start at once
+                await asyncio.sleep(self.random.uniform(0, think[1]))
             while time.monotonic() < deadline:
                 worker = self.new_worker(walk=walks()) if walks else self.new_worker()
                 while not worker.done() and time.monotonic() < deadline:
                     if not await self.step(worker):
                         break
+                    if think:
+                        await asyncio.sleep(self.random.uniform(*think))
 
         await asyncio.gather(*(one() for _ in range(concurrency)))
 

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.clock import Clock
@@ -17,7 +18,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 25  # with backoff capped at 10 minutes: about 3 hours of trying
 MAX_BACKOFF_SECONDS = 600.0
-CONCURRENCY = 64
+WINDOW = 64  # sends in flight per channel
 
 
 class SendError(Exception):
@@ -58,7 +59,6 @@ class Delivery:
         self._task: asyncio.Task | None = None
         self._writer: asyncio.Task | None = None
         self._writes: asyncio.Queue = asyncio.Queue()
-        self._limit = asyncio.Semaphore(CONCURRENCY)
 
     def start(self) -> None:
         self._writes = asyncio.Queue()
@@ -112,29 +112,47 @@ class Delivery:
             self._writer = None
 
     async def _run(self) -> None:
-        """Start a send for every worker with a message due and none in flight; a slow or paced send (a staff
-        group at Telegram's 20 a minute) holds up only its own worker, never the others."""
+        """Start a send for every worker with a message due and none in flight, up to :data:`WINDOW` sends in
+        flight per channel. A slow or paced send (a staff group at Telegram's 20 a minute) holds up only its
+        own worker, and a backlog on one channel never holds up another."""
+        await self._report_unconfigured()
         in_flight: dict[int, asyncio.Task] = {}
+        sending: Counter[str] = Counter()
         while True:
             self._wake.clear()
-            try:
-                due = await self.database.call(Store.due, self.clock.now(), 200, frozenset(in_flight))
-            except Exception:
-                log.exception("outbox read failed")
-                due = []
+            room = {channel: WINDOW - sending[channel] for channel in self.senders if sending[channel] < WINDOW}
+            due: list[Pending] = []
+            if room:
+                try:
+                    due = await self.database.call(_due, self.clock.now(), room, frozenset(in_flight))
+                except Exception:
+                    log.exception("outbox read failed")
             for pending in due:
                 task = asyncio.create_task(self._deliver_logged(pending))
                 in_flight[pending.contact_id] = task
-                task.add_done_callback(lambda _t, contact=pending.contact_id: self._finished(in_flight, contact))
+                sending[pending.channel] += 1
+                task.add_done_callback(lambda _t, p=pending: self._finished(in_flight, sending, p))
             if self._stopping and not due and not in_flight:
                 return
-            if not due or len(in_flight) >= CONCURRENCY:
+            if not due:  # until a new message, a finished send, or a retry's time
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
-    def _finished(self, in_flight: dict[int, asyncio.Task], contact_id: int) -> None:
-        in_flight.pop(contact_id, None)
+    def _finished(self, in_flight: dict[int, asyncio.Task], sending: Counter[str], pending: Pending) -> None:
+        in_flight.pop(pending.contact_id, None)
+        sending[pending.channel] -= 1
         self._wake.set()  # that worker's next message may be due now
+
+    async def _report_unconfigured(self) -> None:
+        try:
+            waiting = await self.database.call(Store.outbox_channels)
+        except Exception:
+            log.exception("outbox read failed")
+            return
+        for channel, count in waiting.items():
+            if channel not in self.senders:
+                log.warning("%d messages wait in the outbox for channel %s, which is not configured; they are "
+                            "sent once it is", count, channel)
 
     async def _deliver_logged(self, pending: Pending) -> None:
         try:
@@ -148,14 +166,8 @@ class Delivery:
         if pending.opted_out and not pending.body.get("opt_out_notice"):
             await self._fail(pending, "the worker opted out; not sent")
             return
-        sender = self.senders.get(pending.channel)
-        if sender is None:
-            await self._write(Store.mark_retry, pending.message_id,
-                                     f"channel {pending.channel} is not configured", now + timedelta(minutes=1))
-            return
         try:
-            async with self._limit:
-                provider_id = await sender.send(pending)
+            provider_id = await self.senders[pending.channel].send(pending)
         except SendError as error:
             if error.opted_out:
                 await self._write(Store.opt_out, pending.contact_id, "provider", self.clock.now())
@@ -184,6 +196,11 @@ class Delivery:
             await self._write(Store.forget_contact, pending.contact_id)
         if self.on_failed:
             await self.on_failed(pending, reason)
+
+
+def _due(store: Store, now: datetime, room: dict[str, int], busy: frozenset[int]) -> list[Pending]:
+    """What each channel with room may start sending now, read in one trip to the database thread."""
+    return [pending for channel, limit in room.items() for pending in store.due(now, limit, busy, channel)]
 
 
 def _apply(store: Store, writes: list[tuple[Callable, tuple]]) -> list[object]:

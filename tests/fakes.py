@@ -92,6 +92,7 @@ class FakeTelegram(_FakeServer):
     calls: list[tuple[str, dict]] = field(default_factory=list)
     fail_next: list[tuple[int, str, dict]] = field(default_factory=list)
     updates: list[dict] = field(default_factory=list)
+    stalled: asyncio.Event | None = None  # while set to an unset Event, sendMessage answers only once it is set
     server: TestServer | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
@@ -118,6 +119,8 @@ class FakeTelegram(_FakeServer):
                 await asyncio.sleep(0.05)
             return _ok(updates)
         if method == "sendMessage":
+            if self.stalled is not None:
+                await self.stalled.wait()
             if self.fail_next:
                 status, description, parameters = self.fail_next.pop(0)
                 return web.json_response({"ok": False, "error_code": status, "description": description,

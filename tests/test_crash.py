@@ -156,6 +156,31 @@ async def test_provider_outage_then_back_delivers_everything_in_order_and_staff_
     await telegram.close()
 
 
+async def test_a_stalled_telegram_never_holds_up_sms_replies(aiohttp_client, config, clock):
+    from bot.app import create_app
+    from bot.outbox import WINDOW
+    from tests.conftest import SeededRandomness
+    from tests.fakes import FakeTelegram
+    from tests.test_escalation import eventually, helpline_config, sms_to
+    from tests.test_telegram import message, send
+    from tests.test_twilio_sms import post
+
+    twilio, telegram = FakeTwilio(), FakeTelegram(stalled=asyncio.Event())
+    twilio.url, telegram.url = await twilio.start(), await telegram.start()
+    client = await aiohttp_client(create_app(helpline_config(config, (twilio, telegram)), clock=clock,
+                                             randomness=SeededRandomness()))
+    for chat in range(WINDOW + 6):  # more Telegram replies than may be in flight, all hanging
+        assert (await send(client, message("/start", chat=5_000_000 + chat))).status == 200
+    await eventually(lambda: len(telegram.called("sendMessage")) >= WINDOW)
+    assert (await post(client, webhook("hello", sender="+60177000222"))).status == 200
+    assert "Welcome" in (await eventually(lambda: sms_to(twilio, "+60177000222")))[0]
+    assert len(telegram.called("sendMessage")) == WINDOW  # and Telegram's window stayed within bounds
+    telegram.stalled.set()
+    await eventually(lambda: len(telegram.sent()) == WINDOW + 6, timeout=20)
+    await twilio.close()
+    await telegram.close()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MB file system of its own (tmpfs), when this machine lets the tests mount one (root)."""

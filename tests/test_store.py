@@ -15,7 +15,7 @@ from bot.store.sqlite import Store
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports",
-                  "m005_privacy", "m006_indexes_for_scale"]
+                  "m005_privacy", "m006_indexes_for_scale", "m007_outbox_by_channel"]
 
 
 @pytest.fixture
@@ -111,6 +111,28 @@ def test_database_from_an_older_version_keeps_its_data(path):
     assert read(path, "SELECT reference FROM issued_references") == [("OLD-1234",)]
 
 
+def test_replies_queued_before_the_outbox_knew_channels_are_still_sent_on_theirs(path):
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m007_outbox_by_channel")
+    for contact, channel in ((1, "sms"), (2, "telegram")):
+        db.execute("INSERT INTO contacts (id, channel, address_key, address, language, created_at, last_seen_at)"
+                   " VALUES (?, ?, ?, ?, 'en', ?, ?)", [contact, channel, f"key{contact}", f"{contact}00", NOW, NOW])
+        db.execute("INSERT INTO messages (id, contact_id, direction, channel, body, status, created_at, updated_at)"
+                   " VALUES (?, ?, 'out', ?, '{\"text\": \"hi\"}', 'queued', ?, ?)",
+                   [contact, contact, channel, NOW, NOW])
+        db.execute("INSERT INTO outbox (message_id, contact_id, next_attempt_at) VALUES (?, ?, ?)",
+                   [contact, contact, NOW.isoformat()])
+    db.close()
+
+    store = Store(path)
+    try:
+        assert store.outbox_channels() == {"sms": 1, "telegram": 1}
+        assert [(p.contact_id, p.channel) for p in store.due(NOW, channel="telegram")] == [(2, "telegram")]
+        assert [(p.contact_id, p.channel) for p in store.due(NOW, channel="sms")] == [(1, "sms")]
+    finally:
+        store.close()
+
+
 def test_database_is_in_wal_mode(store, path):
     assert store.db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert read(path, "PRAGMA journal_mode") == [("wal",)]
@@ -139,7 +161,6 @@ def test_store_inbound_twice_with_the_same_provider_id_returns_none_the_second_t
     assert isinstance(first, int)
     assert second is None
     assert [m["body"] for m in store.messages_for(contact.id)] == [{"text": "hello"}]
-    assert store.is_duplicate("sms", "SM-0001")
 
 
 def test_the_same_provider_id_on_another_channel_is_not_a_duplicate(store):
@@ -148,7 +169,6 @@ def test_the_same_provider_id_on_another_channel_is_not_a_duplicate(store):
 
     assert store.store_inbound(sms.id, "sms", "42", {"text": "a"}, NOW) is not None
     assert store.store_inbound(telegram.id, "telegram", "42", {"text": "b"}, NOW) is not None
-    assert not store.is_duplicate("sms", "43")
 
 
 # The outbox ------------------------------------------------------------------------------------------------

@@ -162,3 +162,16 @@ def m006_indexes_for_scale(db: Database) -> None:
         CREATE INDEX messages_created ON messages (created_at);
         """
     )
+
+
+@migrations()
+def m007_outbox_by_channel(db: Database) -> None:
+    """Each channel's delivery reads its own due messages: a backlog on one (Telegram's pacing) never slows
+    another's reads (found by bench/run.py)."""
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT '';
+        UPDATE outbox SET channel = (SELECT channel FROM messages WHERE messages.id = outbox.message_id);
+        CREATE INDEX outbox_channel_due ON outbox (channel, next_attempt_at, message_id);
+        """
+    )

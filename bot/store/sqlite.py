@@ -206,15 +206,6 @@ class Store:
             "SELECT contact_id, MAX(provider_id) FROM messages WHERE direction = 'in' AND status = 'held'"
             " GROUP BY contact_id HAVING MAX(created_at) < ?", [iso(before)]).fetchall()
 
-    def is_duplicate(self, channel: str, provider_id: str) -> bool:
-        return (
-            self.db.execute(
-                "SELECT 1 FROM messages WHERE channel = ? AND direction = 'in' AND provider_id = ?",
-                [channel, provider_id],
-            ).fetchone()
-            is not None
-        )
-
     def queue_outbound(self, contact: Contact, body: dict, now: datetime, not_before: datetime | None = None) -> int:
         """Put a message in the outbox; the delivery worker sends it, not before ``not_before`` if given
         (a worker's safe hours)."""
@@ -224,28 +215,32 @@ class Store:
             [contact.id, contact.channel, self._seal_json(body), iso(now), iso(now)],
         )
         self.db.execute(
-            "INSERT INTO outbox (message_id, contact_id, next_attempt_at) VALUES (?, ?, ?)",
-            [cursor.lastrowid, contact.id, iso(max(now, not_before) if not_before else now)],
+            "INSERT INTO outbox (message_id, contact_id, channel, next_attempt_at) VALUES (?, ?, ?, ?)",
+            [cursor.lastrowid, contact.id, contact.channel, iso(max(now, not_before) if not_before else now)],
         )
         return cursor.lastrowid
 
-    def due(self, now: datetime, limit: int = 100, busy: frozenset[int] = frozenset()) -> list[Pending]:
-        """Outbox messages due now, at most one per contact: the oldest, so each contact's order is kept.
-        Contacts in ``busy`` (a message of theirs is being sent) are left out."""
+    def due(self, now: datetime, limit: int = 100, busy: frozenset[int] = frozenset(),
+            channel: str | None = None) -> list[Pending]:
+        """Outbox messages due now on ``channel`` (on any when None), at most one per contact: the oldest, so
+        each contact's order is kept. Contacts in ``busy`` (a message of theirs is being sent) are left out.
+        On one channel they are read in the order of an index, so a backlog costs nothing to skip."""
+        on_channel = "o.channel = :channel AND" if channel is not None else ""
         rows = self.db.execute(
-            """
+            f"""
             SELECT o.message_id, o.contact_id, m.channel, c.address, m.body, o.attempts, c.opted_out
             FROM outbox o
             JOIN messages m ON m.id = o.message_id
             JOIN contacts c ON c.id = o.contact_id
-            WHERE o.message_id = (SELECT MIN(message_id) FROM outbox WHERE contact_id = o.contact_id)
-              AND o.next_attempt_at <= ?
+            WHERE {on_channel} o.next_attempt_at <= :now
+              AND o.message_id = (SELECT MIN(message_id) FROM outbox WHERE contact_id = o.contact_id)
+              AND o.contact_id NOT IN (SELECT value FROM json_each(:busy))
             ORDER BY o.next_attempt_at, o.message_id
-            LIMIT ?
+            LIMIT :limit
             """,
-            [iso(now), limit + len(busy)],
+            {"channel": channel, "now": iso(now), "busy": json.dumps(sorted(busy)),
+             "limit": limit},
         ).fetchall()
-        rows = [row for row in rows if row[1] not in busy][:limit]
         pending = [
             Pending(r[0], r[1], r[2], self.sealer.unseal(r[3]), self._unseal_json(r[4]), r[5], bool(r[6]))
             for r in rows
@@ -256,6 +251,10 @@ class Store:
                                       [item.body["reply_to_id"]]).fetchone()
                 item.body["reply_to"] = row[0] if row else None
         return pending
+
+    def outbox_channels(self) -> dict[str, int]:
+        """How many messages wait in the outbox, by channel."""
+        return dict(self.db.execute("SELECT channel, COUNT(*) FROM outbox GROUP BY channel").fetchall())
 
     def next_due_at(self) -> str | None:
         row = self.db.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()

@@ -49,12 +49,12 @@ PLANS = {
                   open_distress_seconds=2.5, drain=3.0, spaced=2, spacing=3.2, burst=5, background=50.0,
                   hol_seconds=2.0, telegram=2.0, ptb_rate_limited=False, stages=(1000, 10000), real_max=200,
                   cost_seconds=2.5, cost_rate=150.0, active=1000, profile=0.0, concurrency=128,
-                  telegram_workers=1600, quiet_wait=1.0),
+                  telegram_workers=1600, telegram_ptb_workers=(400, 1600), quiet_wait=1.0),
     "full": dict(warmup=2.0, ceiling=15.0, saturation=30.0, saturation_distress=20.0, open_seconds=60.0,
                  open_distress_seconds=20.0, drain=15.0, spaced=15, spacing=3.2, burst=30, background=50.0,
                  hol_seconds=10.0, telegram=20.0, ptb_rate_limited=True, stages=(1000, 10000, 100000), real_max=1000,
                  cost_seconds=20.0, cost_rate=150.0, active=10000, profile=20.0, concurrency=128,
-                 telegram_workers=1600, quiet_wait=10.0),
+                 telegram_workers=1600, telegram_ptb_workers=(400, 1600), quiet_wait=10.0),
 }
 
 
@@ -389,17 +389,20 @@ class Bench:
         such workers one machine serves. Telegram also limits a bot to ~30 messages a second overall: as
         shipped (``[telegram] messages_per_second = 30``) both bots are capped there, so capacity is compared
         with the limit raised to 1,000 (a bot Telegram allows more, e.g. paid broadcasts) for ours and no
-        limiter for PTB's."""
+        limiter for PTB's. PTB slows down when overloaded, so it also runs with fewer workers and its best
+        throughput is the baseline."""
         seconds, workers = self.plan["telegram"], self.plan["telegram_workers"]
         think = (1.0, 2.0)
-        log(f"\n[5] Telegram, flows only, {workers} workers who answer each reply {think[0]:.0f}-{think[1]:.0f} s "
-            f"later, {seconds:.0f} s each")
-        variants = [("telegram_ours", "helpline, messages_per_second = 1000 (Telegram limit raised)"),
-                    ("telegram_ptb", "PTB ConversationHandler + PicklePersistence (no rate limiter)"),
-                    ("telegram_ours_shipped", "helpline as shipped (Telegram's 30 messages/s overall)")]
+        log(f"\n[5] Telegram, flows only, workers who answer each reply {think[0]:.0f}-{think[1]:.0f} s later, "
+            f"{seconds:.0f} s each")
+        variants = [("telegram_ours", "helpline, messages_per_second = 1000 (Telegram limit raised)", workers)]
+        variants += [(f"telegram_ptb_{n}", "PTB ConversationHandler + PicklePersistence (no rate limiter)", n)
+                     for n in self.plan["telegram_ptb_workers"]]
+        variants.append(("telegram_ours_shipped", "helpline as shipped (Telegram's 30 messages/s overall)", workers))
         if self.plan["ptb_rate_limited"]:
-            variants.append(("telegram_ptb_rate_limited", "PTB ConversationHandler + AIORateLimiter (30/s)"))
-        for key, label in variants:
+            variants.append(("telegram_ptb_rate_limited", "PTB ConversationHandler + AIORateLimiter (30/s)",
+                             workers))
+        for key, label, count in variants:
             if key.startswith("telegram_ours"):
                 folder = self.work / key
                 folder.mkdir(parents=True, exist_ok=True)
@@ -411,12 +414,14 @@ class Bench:
                 context = self.baseline("ptb", rate_limiter=key.endswith("rate_limited"))
             async with context as server:
                 load = self.load(server, Mix(0.0), telegram_share=1.0, reply_timeout=60)
-                result = await self.closed(server, load, workers, seconds, think=think)
-            result["label"] = label
+                result = await self.closed(server, load, count, seconds, think=think)
+            result["label"] = f"{label}, {count:,} workers"
             self.results[key] = result
-            log(f"  {label}: {result['replies_per_s']} msg/s, p50 {result['p50_ms']} p99 {result['p99_ms']} ms, "
-                f"{result['serve_cpu_ms_per_msg']} ms CPU/msg, peak RSS {result['peak_rss_mb']} MB; errors "
-                f"{result['errors']}, timeouts {result['timeouts']}")
+            log(f"  {result['label']}: {result['replies_per_s']} msg/s, p50 {result['p50_ms']} p99 "
+                f"{result['p99_ms']} ms, {result['serve_cpu_ms_per_msg']} ms CPU/msg, peak RSS "
+                f"{result['peak_rss_mb']} MB; errors {result['errors']}, timeouts {result['timeouts']}")
+        runs = [self.results[f"telegram_ptb_{n}"] for n in self.plan["telegram_ptb_workers"]]
+        self.results["telegram_ptb"] = max(runs, key=lambda run: run["replies_per_s"])
 
     async def cost_curve(self) -> None:
         plan = self.plan
@@ -564,7 +569,8 @@ class Bench:
             ptb = r["telegram_ptb"]["replies_per_s"]
             if "telegram_ours" in r:
                 ours = r["telegram_ours"]["replies_per_s"]
-                out.append((">= 3x the PTB baseline on Telegram (both free of Telegram's 30/s)", ours >= 3 * ptb,
+                out.append((">= 3x the PTB baseline on Telegram (both free of Telegram's 30/s; PTB at its best)",
+                            ours >= 3 * ptb,
                             f"{ours} / {ptb} = {ours / ptb:.2f}x" if ptb else "baseline 0"))
         curve = r.get("cost_curve") or []
         if len(curve) >= 2:
@@ -638,10 +644,12 @@ class Bench:
             a = r["active"]
             rows.append((f"(f) {a['workers']:,} active conversations", f"RSS {a['rss_after_mb']} MB",
                          f"peak {a['peak_rss_mb']} MB", ""))
-        for key in ("telegram_ours", "telegram_ptb", "telegram_ours_shipped", "telegram_ptb_rate_limited"):
+        telegram_keys = ["telegram_ours", *(f"telegram_ptb_{n}" for n in self.plan["telegram_ptb_workers"]),
+                         "telegram_ours_shipped", "telegram_ptb_rate_limited"]
+        for key in telegram_keys:
             if key in r:
                 x = r[key]
-                rows.append((f"Telegram: {x['label'][:46]}", f"{x['replies_per_s']} msg/s",
+                rows.append((f"Telegram: {x['label'][:60]}", f"{x['replies_per_s']} msg/s",
                              f"p50 {x['p50_ms']} p99 {x['p99_ms']} ms", f"{x['serve_cpu_ms_per_msg']} ms CPU/msg"))
         width = max(len(row[0]) for row in rows) if rows else 10
         for row in rows:

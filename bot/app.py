@@ -171,10 +171,11 @@ def create_app(config: Config, **kwargs) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_routes(simulator.routes())
+    if config.server.simulator:
+        app.router.add_routes(simulator.routes())
+        app.router.add_get("/", home)
     for channel in bot.channels:
         app.router.add_routes(channel.routes())
-    app.router.add_get("/", home)
     return app
 
 

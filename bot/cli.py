@@ -74,8 +74,9 @@ def serve(config_path: str | None, log_level: str) -> None:
                    err=True)
         sys.exit(2)
     lock = _single_instance(config.storage.database)
-    click.echo(f"helpline: serving on http://{config.server.host}:{config.server.port} "
-               f"(simulator: http://{config.server.host}:{config.server.port}/simulator)", err=True)
+    where = f"http://{config.server.host}:{config.server.port}"
+    click.echo(f"helpline: serving on {where}" + (f" (simulator: {where}/simulator)" if config.server.simulator
+                                                   else " (simulator off)"), err=True)
     try:
         web.run_app(app, host=config.server.host, port=config.server.port, print=None, shutdown_timeout=10.0,
                     loop=_event_loop())

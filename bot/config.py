@@ -26,6 +26,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
+    simulator: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +172,10 @@ def _section(section_field: dataclasses.Field, values: Any, where: str, environ:
 
 
 def _check_type(value: Any, hint: Any, label: str) -> Any:
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label} must be true or false, not {value!r}")
+        return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{label} must be a whole number, not {value!r}")
@@ -187,6 +192,12 @@ def _check_type(value: Any, hint: Any, label: str) -> Any:
 
 
 def _from_env(text: str, hint: Any, env_name: str) -> Any:
+    if hint is bool:
+        answer = {"true": True, "1": True, "yes": True, "on": True,
+                  "false": False, "0": False, "no": False, "off": False}.get(text.strip().lower())
+        if answer is None:
+            raise ConfigError(f"environment {env_name} must be true or false, not {text!r}")
+        return answer
     if hint is int:
         try:
             return int(text)

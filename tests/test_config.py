@@ -152,10 +152,11 @@ def test_a_section_that_is_not_a_table_is_an_error(tmp_path):
         ("[escalation]\noncall_numbers = [6512345678]\n", "[escalation] oncall_numbers must be a list of strings"),
         ('[telegram]\nmode = "push"\n', "[telegram] mode must be one of webhook, polling, not 'push'"),
         ("[telegram]\nmessages_per_second = 0\n", "[telegram] messages_per_second must be 1 or more, not 0"),
+        ('[server]\nsimulator = "no"\n', "[server] simulator must be true or false, not 'no'"),
         ("[sms]\nsegment_budget = -1\n", "[sms] segment_budget must be 1 or more, not -1"),
     ],
     ids=["port-string", "port-float", "port-bool", "host-number", "oncall-string", "oncall-numbers",
-         "telegram-mode-push", "telegram-rate-zero", "sms-budget-negative"],
+         "telegram-mode-push", "telegram-rate-zero", "sms-budget-negative", "simulator-string"],
 )
 def test_wrong_type_names_the_file_the_key_and_what_is_expected(tmp_path, toml, expected):
     path = write_config(tmp_path, toml)
@@ -277,6 +278,18 @@ def test_env_oncall_numbers_bad_json_names_the_variable(value):
         load_config(None, environ={"HELPLINE_ESCALATION_ONCALL_NUMBERS": value})
 
     assert "HELPLINE_ESCALATION_ONCALL_NUMBERS" in str(caught.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("false", False), ("OFF", False), ("0", False), ("yes", True)])
+def test_env_switches_read_true_and_false(value, expected):
+    assert load_config(None, environ={"HELPLINE_SERVER_SIMULATOR": value}).server.simulator is expected
+
+
+def test_env_switch_that_is_neither_true_nor_false_names_the_variable():
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, environ={"HELPLINE_SERVER_SIMULATOR": "maybe"})
+
+    assert str(caught.value) == "environment HELPLINE_SERVER_SIMULATOR must be true or false, not 'maybe'"
 
 
 def test_env_telegram_mode_is_checked_against_the_choices():

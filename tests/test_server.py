@@ -66,6 +66,20 @@ async def test_healthz_and_metrics_through_a_conversation(client, worker):
     assert "helpline_outbox_backlog 0.0" in metrics
 
 
+async def test_the_simulator_can_be_switched_off(aiohttp_client, config, clock):
+    from bot.app import create_app
+    from tests.conftest import SeededRandomness
+
+    client = await aiohttp_client(create_app(config.replace(server={"simulator": False}), clock=clock,
+                                             randomness=SeededRandomness()))
+
+    for path in ("/", "/simulator"):
+        assert (await client.get(path)).status == 404
+    sent = await client.post("/simulator/api/send", json={"channel": "sms", "address": "+6011", "text": "hi"})
+    assert sent.status == 404
+    assert (await client.get("/healthz")).status == 200
+
+
 async def test_simulator_rejects_bad_requests_without_storing(client):
     for payload in [b"not json", b"[1, 2]", b'{"channel": "fax", "address": "1", "text": "x"}',
                     b'{"channel": "sms", "address": "", "text": "x"}', b'{"channel": "sms", "address": "1", "text": 5}',

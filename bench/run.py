@@ -128,18 +128,15 @@ class Bench:
         if config is None:
             port = harness.free_port()
             config = harness.write_config(folder, port, self.provider_url)
-        base = f"http://127.0.0.1:{port}"
         self.results.setdefault("others_cores_at_start", {})[name] = await self.quiet()
         proc = harness.start_serve(folder, config)
-        sampler = None
         try:
-            startup = await harness.wait_healthy(self.session, base, proc)
-            sampler = harness.Sampler(proc.pid).start()
-            yield Server(name, base, proc, sampler, folder, config, startup)
+            async with self.watched(name, f"http://127.0.0.1:{port}", proc, folder, config) as server:
+                try:
+                    yield server
+                finally:
+                    self.peak_rss[name] = server.sampler.peak_rss
         finally:
-            if sampler is not None:
-                await sampler.stop()
-                self.peak_rss[name] = sampler.peak_rss
             code = proc.stop(stop_timeout)  # a short timeout where alerts are left queued: no 5 s flush wait
             if code not in (0, None, -15, -9):
                 log(f"  ! {name}: serve exited with {code}:\n{proc.tail()}")
@@ -151,16 +148,21 @@ class Bench:
         port = harness.free_port()
         self.results.setdefault("others_cores_at_start", {})[folder.name] = await self.quiet()
         proc = harness.start_baseline(folder, kind, port, self.provider_url, rate_limiter=rate_limiter)
-        base = f"http://127.0.0.1:{port}"
-        sampler = None
         try:
-            startup = await harness.wait_healthy(self.session, base, proc)
-            sampler = harness.Sampler(proc.pid).start()
-            yield Server(kind, base, proc, sampler, folder, folder, startup)
+            async with self.watched(kind, f"http://127.0.0.1:{port}", proc, folder, folder) as server:
+                yield server
         finally:
-            if sampler is not None:
-                await sampler.stop()
             proc.stop()
+
+    @contextlib.asynccontextmanager
+    async def watched(self, name: str, base: str, proc: harness.Proc, folder: Path, config: Path):
+        """A started server, once it answers /healthz, with its memory sampled until the block ends."""
+        startup = await harness.wait_healthy(self.session, base, proc)
+        sampler = harness.Sampler(proc.pid).start()
+        try:
+            yield Server(name, base, proc, sampler, folder, config, startup)
+        finally:
+            await sampler.stop()
 
     def load(self, server: Server, mix: Mix, **kwargs) -> Load:
         return Load(Target(self.session, server.base), self.arrivals, self.calibration, mix, **kwargs)

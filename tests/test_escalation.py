@@ -80,6 +80,11 @@ async def to_telegram(client, update):
     assert response.status == 200
 
 
+def case_reference(alert: dict) -> str:
+    """The case reference a staff alert names."""
+    return re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+
+
 def sms_to(twilio, number: str) -> list[str]:
     return [call["form"]["Body"] for call in twilio.sent() if call["form"]["To"] == number]
 
@@ -91,7 +96,7 @@ async def test_sms_distress_alert_claim_reply_and_done(helpline, fakes):
     alert = (await eventually(lambda: to_group(telegram)))[0]
     assert "URGENT" in alert["text"] and "Channel: sms" in alert["text"] and "they beat me" in alert["text"]
     assert worker not in alert["text"]  # staff talk through the bot; the number is not shown
-    reference = re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+    reference = case_reference(alert)
     assert [b["text"] for b in json.loads(alert["reply_markup"])["inline_keyboard"][0]] == ["Claim", "Resolve"]
     first = (await eventually(lambda: sms_to(twilio, worker)))[0]
     assert "Our staff have been alerted" in first
@@ -174,7 +179,7 @@ async def test_claimed_case_is_not_escalated(helpline, fakes, clock):
     _, telegram = fakes
     await post(helpline, webhook("SOS", sender="+60123000444"))
     alert = (await eventually(lambda: to_group(telegram)))[0]
-    reference = re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+    reference = case_reference(alert)
     await to_telegram(helpline, staff_press(f"claim:{reference}"))
     await eventually(lambda: any("took case" in m["text"] for m in to_group(telegram)))
     clock.advance(hours=2)
@@ -219,7 +224,7 @@ async def test_audit_trail_names_staff_and_times(helpline, fakes, config):
     _, telegram = fakes
     await post(helpline, webhook("SOS", sender="+60123000777"))
     alert = (await eventually(lambda: to_group(telegram)))[0]
-    reference = re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
+    reference = case_reference(alert)
     await to_telegram(helpline, staff_press(f"claim:{reference}"))
     await to_telegram(helpline, staff_reply("Hello", alert["_message_id"]))
     await to_telegram(helpline, staff_press(f"resolve:{reference}"))

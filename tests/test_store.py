@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 import sqlite_utils
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.store.schema import migrations
 from bot.store.sqlite import Store
 
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports",
-                  "m005_privacy", "m006_indexes_for_scale", "m007_outbox_by_channel"]
+                  "m005_privacy", "m006_indexes_for_scale", "m007_outbox_by_channel", "m008_outbox_heads"]
 
 
 @pytest.fixture
@@ -215,6 +217,76 @@ def test_messages_not_yet_due_are_not_returned(store):
 
     assert store.due(NOW) == []
     assert len(store.due(NOW + timedelta(minutes=1))) == 1
+
+
+def test_a_contacts_backlog_is_left_out_while_one_of_its_messages_is_being_sent(store):
+    staff_group = store.contact("telegram", "-100500", NOW, role="staff")
+    worker = store.contact("telegram", "42", NOW)
+    first_alert = store.queue_outbound(staff_group, {"text": "alert 0"}, NOW)
+    for n in range(1, 300):
+        store.queue_outbound(staff_group, {"text": f"alert {n}"}, NOW)
+    reply = store.queue_outbound(worker, {"text": "hello"}, NOW)
+
+    assert [p.message_id for p in store.due(NOW, channel="telegram")] == [first_alert, reply]
+    assert [p.message_id for p in store.due(NOW, busy=frozenset({staff_group.id}), channel="telegram")] == [reply]
+
+
+def test_reading_what_is_due_walks_only_the_oldest_message_of_each_contact(store):
+    plan = store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT o.message_id FROM outbox o WHERE o.head = 1 AND o.channel = 'sms'"
+        " AND o.next_attempt_at <= '2026' ORDER BY o.next_attempt_at, o.message_id LIMIT 5").fetchall()
+    assert any("outbox_heads" in row[-1] for row in plan), plan
+
+
+OPERATIONS = st.lists(st.tuples(st.sampled_from(["queue", "sent", "failed", "erase"]), st.integers(0, 2)),
+                      max_size=40)
+
+
+@given(operations=OPERATIONS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_each_contacts_oldest_outbox_message_is_its_head_whatever_happens(store, operations):
+    store.db.execute("DELETE FROM contacts")
+    contacts = [store.contact("sms", f"+6010000000{n}", NOW) for n in range(3)]
+    for operation, n in operations:
+        contact = contacts[n]
+        queued = [p for p in store.due(NOW, limit=10) if p.contact_id == contact.id]
+        if operation == "queue":
+            store.queue_outbound(contact, {"text": "hi"}, NOW)
+        elif operation == "sent" and queued:
+            store.mark_sent(queued[0].message_id, f"SM{queued[0].message_id}", NOW)
+        elif operation == "failed" and queued:
+            store.mark_failed(queued[0].message_id, "no", NOW)
+        elif operation == "erase":
+            store.erase_contact(contact.id, NOW, keep_address=True)
+        heads = dict(store.db.execute("SELECT contact_id, message_id FROM outbox WHERE head = 1").fetchall())
+        oldest = dict(store.db.execute("SELECT contact_id, MIN(message_id) FROM outbox GROUP BY contact_id"))
+        assert heads == oldest
+        assert store.db.execute("SELECT COUNT(*) FROM outbox WHERE head = 1").fetchone()[0] == len(oldest)
+
+
+def test_an_outbox_from_before_heads_is_sent_in_order_after_the_upgrade(path):
+    db = sqlite_utils.Database(path)
+    migrations.apply(db, stop_before="m008_outbox_heads")
+    db.execute("INSERT INTO contacts (id, channel, address_key, address, language, created_at, last_seen_at)"
+               " VALUES (1, 'sms', 'key1', '100', 'en', ?, ?)", [NOW, NOW])
+    for message in (7, 8, 9):
+        db.execute("INSERT INTO messages (id, contact_id, direction, channel, body, status, created_at, updated_at)"
+                   " VALUES (?, 1, 'out', 'sms', '{}', 'queued', ?, ?)", [message, NOW, NOW])
+        db.execute("INSERT INTO outbox (message_id, contact_id, channel, next_attempt_at) VALUES (?, 1, 'sms', ?)",
+                   [message, NOW.isoformat()])
+    db.close()
+
+    store = Store(path)
+    try:
+        sent = []
+        for _ in range(3):
+            (pending,) = store.due(NOW, channel="sms")
+            sent.append(pending.message_id)
+            store.mark_sent(pending.message_id, None, NOW)
+        assert sent == [7, 8, 9]
+        assert store.due(NOW, channel="sms") == []
+    finally:
+        store.close()
 
 
 # Contacts --------------------------------------------------------------------------------------------------

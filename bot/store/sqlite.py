@@ -222,9 +222,10 @@ class Store:
 
     def due(self, now: datetime, limit: int = 100, busy: frozenset[int] = frozenset(),
             channel: str | None = None) -> list[Pending]:
-        """Outbox messages due now on ``channel`` (on any when None), at most one per contact: the oldest, so
-        each contact's order is kept. Contacts in ``busy`` (a message of theirs is being sent) are left out.
-        On one channel they are read in the order of an index, so a backlog costs nothing to skip."""
+        """Outbox messages due now on ``channel`` (on any when None), at most one per contact: the oldest (the
+        ``head``, kept by triggers), so each contact's order is kept. Contacts in ``busy`` (a message of theirs
+        is being sent) are left out. Only heads are read, in the order of an index, so a contact's backlog
+        costs nothing to skip."""
         on_channel = "o.channel = :channel AND" if channel is not None else ""
         rows = self.db.execute(
             f"""
@@ -232,8 +233,7 @@ class Store:
             FROM outbox o
             JOIN messages m ON m.id = o.message_id
             JOIN contacts c ON c.id = o.contact_id
-            WHERE {on_channel} o.next_attempt_at <= :now
-              AND o.message_id = (SELECT MIN(message_id) FROM outbox WHERE contact_id = o.contact_id)
+            WHERE o.head = 1 AND {on_channel} o.next_attempt_at <= :now
               AND o.contact_id NOT IN (SELECT value FROM json_each(:busy))
             ORDER BY o.next_attempt_at, o.message_id
             LIMIT :limit

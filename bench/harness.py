@@ -146,8 +146,40 @@ async def wait_healthy(session: aiohttp.ClientSession, base: str, proc: Proc, ti
     raise RuntimeError(f"{proc.name} did not answer /healthz within {timeout:.0f} s:\n{proc.tail()}")
 
 
+def family(process: psutil.Process) -> list[psutil.Process]:
+    """A process and its descendants: `helpline serve` sends from a child process of its own."""
+    try:
+        return [process, *process.children(recursive=True)]
+    except psutil.Error:
+        return [process]
+
+
+def family_cpu(process: psutil.Process) -> float:
+    """CPU seconds of a process and its descendants, the ones that ended included (once reaped)."""
+    total = 0.0
+    for member in family(process):
+        try:
+            times = member.cpu_times()
+        except psutil.Error:
+            if member is process:
+                return math.nan
+            continue
+        total += times.user + times.system
+        if member is process:
+            total += times.children_user + times.children_system
+    return total
+
+
+def family_rss(process: psutil.Process) -> int:
+    total = 0
+    for member in family(process):
+        with contextlib.suppress(psutil.Error):
+            total += member.memory_info().rss
+    return total
+
+
 class Sampler:
-    """RSS and CPU of a process, sampled every ``interval`` seconds in the background."""
+    """RSS and CPU of a process and its children, sampled every ``interval`` seconds in the background."""
 
     def __init__(self, pid: int, interval: float = 0.25):
         self.process = psutil.Process(pid)
@@ -163,21 +195,16 @@ class Sampler:
         return self
 
     def sample(self) -> int:
-        try:
-            rss = self.process.memory_info().rss
-        except psutil.Error:
+        if not self.process.is_running():
             return self.last_rss
+        rss = family_rss(self.process)
         self.last_rss = rss
         self.peak_rss = max(self.peak_rss, rss)
         self.samples.append((time.monotonic(), rss))
         return rss
 
     def cpu_seconds(self) -> float:
-        try:
-            times = self.process.cpu_times()
-        except psutil.Error:
-            return math.nan
-        return times.user + times.system
+        return family_cpu(self.process)
 
     def reset_peak(self) -> None:
         self.peak_rss = self.sample()
@@ -195,7 +222,8 @@ class Sampler:
 
 
 class CpuWindow:
-    """CPU seconds used by some processes between ``start()`` and ``stop()``."""
+    """CPU seconds used by some processes between ``start()`` and ``stop()``; ``serve`` counts its children
+    (the delivery process)."""
 
     def __init__(self, **pids: int):
         self.processes = {}
@@ -207,7 +235,9 @@ class CpuWindow:
         self.wall = 0.0
 
     @staticmethod
-    def _cpu(process: psutil.Process) -> float:
+    def _cpu(process: psutil.Process, name: str) -> float:
+        if name == "serve":
+            return family_cpu(process)
         try:
             times = process.cpu_times()
             return times.user + times.system
@@ -221,13 +251,13 @@ class CpuWindow:
 
     def start(self) -> CpuWindow:
         self.t0 = time.monotonic()
-        self.begin = {name: self._cpu(p) for name, p in self.processes.items()}
+        self.begin = {name: self._cpu(p, name) for name, p in self.processes.items()}
         self.busy0 = self._busy()
         return self
 
     def stop(self) -> dict[str, float]:
         self.wall = time.monotonic() - self.t0
-        self.used = {name: self._cpu(p) - self.begin[name] for name, p in self.processes.items()}
+        self.used = {name: self._cpu(p, name) - self.begin[name] for name, p in self.processes.items()}
         # Everything else on the machine (other people's test runs, say): noise to report with the figures.
         self.used["others"] = max(0.0, self._busy() - self.busy0 - sum(v for v in self.used.values()
                                                                          if not math.isnan(v)))

@@ -13,9 +13,7 @@ from aiohttp import web
 from aiolimiter import AsyncLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.channels import simulator
-from bot.channels.telegram import TelegramChannel
-from bot.channels.twilio_sms import TwilioChannel
+from bot.channels import provider_channels, simulator
 from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
 from bot.config import Config
 from bot.content import ContentReport, check_content
@@ -26,7 +24,9 @@ from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
 from bot.outbox import Delivery, Sender
 from bot.pipeline import Pipeline, PipelineSettings
+from bot.runtime import quiet_libraries
 from bot.security import sealer_for
+from bot.sending_process import SendingProcess
 from bot.staff import EscalationTimer, Staff, StaffSettings
 from bot.store.sqlite import Database, Pending, Store
 from bot.triage import Triage
@@ -52,12 +52,15 @@ class Bot:
     simulator: simulator.SimulatorSender
     channels: list
     escalations: EscalationTimer
+    sending: SendingProcess | None = None  # the providers' senders, when they have a process of their own
 
     async def start(self) -> None:
         await self.database.open()
         self.intake.start()
         for channel in self.channels:
             await channel.start()
+        if self.sending is not None:
+            self.sending.start()
         self.delivery.start()
         self.escalations.start()
 
@@ -66,6 +69,8 @@ class Bot:
         await self.escalations.stop()
         await self.intake.close()
         await self.delivery.stop(flush_seconds=5.0)
+        if self.sending is not None:
+            await self.sending.stop()
         for channel in self.channels:
             await channel.close()
         await self.database.close()
@@ -79,15 +84,11 @@ def load_content(config: Config) -> ContentReport:
     return report
 
 
-def quiet_libraries() -> None:
-    """Provider libraries log request bodies (numbers, texts) at DEBUG, and the access log has addresses in
-    query strings: keep them at WARNING, so no personal data reaches a log at any level."""
-    for name in ("twilio", "telegram", "httpx", "httpcore", "aiohttp.access", "hpack"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomness | None = None,
-              senders: dict[str, Sender] | None = None, content: ContentReport | None = None) -> Bot:
+              senders: dict[str, Sender] | None = None, content: ContentReport | None = None,
+              sending_process: bool = False) -> Bot:
+    """Everything wired. With ``sending_process`` (as `helpline serve` runs), the providers' senders run in a
+    process of their own (:mod:`bot.sending_process`); else in this one (tests, `helpline chat`)."""
     quiet_libraries()
     clock = clock or SystemClock()
     content = content or load_content(config)
@@ -103,18 +104,15 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
                         staff=staff,
                         triage=Triage())
     sim = simulator.SimulatorSender()
-    channels: list = []
+    providers = provider_channels(config)
+    channels: list = list(providers.values())
     all_senders: dict[str, Sender] = {"simulator-sms": sim, "simulator-telegram": sim}
-    if config.twilio.account_sid and config.twilio.auth_token:
-        sms_channel = TwilioChannel(config.twilio, config.server.public_url)
-        channels.append(sms_channel)
-        all_senders["sms"] = sms_channel
-    telegram_channel = None
-    if config.telegram.token:
-        telegram_channel = TelegramChannel(config.telegram, config.server.public_url,
-                                           config.escalation.telegram_chat_id)
-        channels.append(telegram_channel)
-        all_senders["telegram"] = telegram_channel
+    sending = None
+    if sending_process and providers:
+        sending = SendingProcess(config, frozenset(providers), metrics)
+        all_senders.update({name: sending.sender(name) for name in providers})
+    else:
+        all_senders.update(providers)
     all_senders.update(senders or {})
 
     async def sent(pending: Pending) -> None:
@@ -143,10 +141,10 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
             asyncio.get_running_loop().create_task(sim.changed())
 
     intake = Intake(database, pipeline, on_committed=committed)
-    if telegram_channel is not None:
-        telegram_channel.intake = intake
+    if "telegram" in providers:
+        providers["telegram"].intake = intake
     escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake, release_held=pipeline.release_held)
-    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations)
+    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations, sending)
 
 
 def create_app(config: Config, **kwargs) -> web.Application:
@@ -229,7 +227,10 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as error:
         log.error("health check failed: %s", error)
         return web.json_response({"ok": False, "database": "unavailable"}, status=503)
-    return web.json_response({"ok": True, "database": "ok", "outbox_backlog": backlog})
+    health = {"ok": True, "database": "ok", "outbox_backlog": backlog}
+    if bot.sending is not None:
+        health["sending"] = "running" if bot.sending.running else "restarting"
+    return web.json_response(health)
 
 
 def _health(store: Store) -> int:

@@ -47,6 +47,7 @@ def serve(config_path: str | None, log_level: str) -> None:
     from aiohttp import web
 
     from bot.app import create_app
+    from bot.runtime import event_loop
     from bot.security import DataKeyError, load_key
     from bot.store.sqlite import Store
 
@@ -61,7 +62,7 @@ def serve(config_path: str | None, log_level: str) -> None:
         click.echo(f"helpline: no data key was configured, so a new one was made in {where[:-6]} (owner-only, 0600). "
                    "Keep it safe and apart from database backups: without it the data cannot be read.", err=True)
     try:
-        app = create_app(config)
+        app = create_app(config, sending_process=True)
     except FlowError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
@@ -79,18 +80,9 @@ def serve(config_path: str | None, log_level: str) -> None:
                                                    else " (simulator off)"), err=True)
     try:
         web.run_app(app, host=config.server.host, port=config.server.port, print=None, shutdown_timeout=10.0,
-                    loop=_event_loop())
+                    loop=event_loop())
     finally:
         lock.close()
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (Linux and macOS): the same asyncio, with less CPU per request."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 def _single_instance(database: str):

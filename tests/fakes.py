@@ -52,6 +52,7 @@ class FakeTwilio(_FakeServer):
     fail_next: list[tuple[int, dict, dict]] = field(default_factory=list)
     server: TestServer | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    hold: asyncio.Event | None = None  # when set: each request is recorded, then answered once this is set
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def routes(self, app: web.Application) -> None:
@@ -65,6 +66,8 @@ class FakeTwilio(_FakeServer):
         form = dict(await request.post())
         call = {"account": request.match_info["account"], "form": form, "auth": request.headers.get("Authorization")}
         self.calls.append(call)
+        if self.hold is not None:
+            await self.hold.wait()
         if self.fail_next:
             status, body, headers = self.fail_next.pop(0)
             call["accepted"] = False

@@ -209,7 +209,7 @@ async def test_gsm_normalisation_of_typographic_characters_in_replies(sms, twili
 async def test_a_locked_database_is_a_503_so_twilio_retries_and_nothing_is_half_stored(sms, twilio, config):
     import sqlite3
 
-    blocker = sqlite3.connect(config.storage.database, timeout=0, isolation_level=None)
+    blocker = sqlite3.connect(config.storage.database, timeout=5, isolation_level=None)  # waits its turn
     blocker.execute("BEGIN EXCLUSIVE")
     params = webhook("hello", sid="SM" + "7" * 32)
     try:

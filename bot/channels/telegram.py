@@ -62,8 +62,8 @@ class TelegramChannel:
     # Lifecycle -------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.application.initialize()  # getMe: a wrong token stops the start here
-        await self.application.start()
+        """Start sending, then receiving: the webhook set at Telegram, or polling."""
+        await self.start_sending()
         if self.config.mode == "polling":
             await self.bot.delete_webhook()
             self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
@@ -72,6 +72,11 @@ class TelegramChannel:
                 url=f"{self.public_url}/telegram/webhook", secret_token=self.config.webhook_secret or None,
                 allowed_updates=ALLOWED_UPDATES,
             )
+
+    async def start_sending(self) -> None:
+        """Only what sending needs (the delivery process's half of the channel)."""
+        await self.application.initialize()  # getMe: a wrong token stops the start here
+        await self.application.start()
 
     async def close(self) -> None:
         if self._polling is not None:

@@ -112,15 +112,24 @@ class Store:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
-        """A transaction, or a savepoint inside one: all of it is stored, or none.
+        """A write transaction, or a savepoint inside one: all of it is stored, or none.
 
         Savepoints all share one name: SQLite releases or rolls back to the innermost of that name, and the
         statements stay in sqlite3's cache (sqlite-utils' ``atomic`` names each one afresh, which makes every
         savepoint a new statement to compile: there are several per message)."""
         conn = self.db.conn
         if not conn.in_transaction:
-            with self.db.atomic():
+            # IMMEDIATE: the write lock is taken (waiting up to busy_timeout) before the first read. A deferred
+            # transaction that reads and then writes fails at once if the delivery process committed in
+            # between, instead of waiting its turn.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
                 yield
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
             return
         conn.execute("SAVEPOINT helpline")
         try:

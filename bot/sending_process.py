@@ -24,6 +24,7 @@ import multiprocessing
 import signal
 import socket
 import time
+from collections.abc import AsyncIterator
 
 from bot.config import Config
 from bot.metrics import Metrics
@@ -32,10 +33,12 @@ from bot.store.sqlite import Pending
 
 log = logging.getLogger(__name__)
 
+PENDING_FIELDS = tuple(field.name for field in dataclasses.fields(Pending))
+
 RESTART_DELAYS = (1.0, 2.0, 5.0, 15.0, 60.0)
 HEALTHY_AFTER_SECONDS = 60.0  # a child that ran this long is started again after the shortest delay
 STOP_SECONDS = 10.0
-LINE_LIMIT = 1024 * 1024  # a message body is at most a few KB; the limit only guards the reader
+LINE_LIMIT = 256 * 1024  # bytes read at a time (a message is at most a few KB)
 
 
 class SendingProcess:
@@ -47,6 +50,7 @@ class SendingProcess:
         self.metrics = metrics
         self.process: multiprocessing.process.BaseProcess | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._requests: JsonLines | None = None
         self._waiting: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._ready = asyncio.Event()
@@ -65,12 +69,12 @@ class SendingProcess:
 
     async def send(self, channel: str, pending: Pending) -> str | None:
         await self._ready.wait()  # while the child (re)starts, sends wait: they are not failures
-        assert self._writer is not None
+        assert self._requests is not None
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
-        self._writer.write(json.dumps({"id": request_id, "channel": channel, "pending": dataclasses.asdict(pending)},
-                                      ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+        self._requests.send({"id": request_id, "channel": channel,
+                             "pending": {name: getattr(pending, name) for name in PENDING_FIELDS}})
         try:
             answer = await future
         finally:
@@ -124,6 +128,7 @@ class SendingProcess:
         theirs.close()
         self.process = process
         reader, self._writer = await asyncio.open_connection(sock=ours, limit=LINE_LIMIT)
+        self._requests = JsonLines(self._writer)
         reading = asyncio.create_task(self._read(reader))
         log.info("sending process started (pid %s) for %s", process.pid, ", ".join(sorted(self.channels)))
         return process, reading
@@ -142,8 +147,7 @@ class SendingProcess:
     async def _read(self, reader: asyncio.StreamReader) -> None:
         """Answers from the child, until it goes; then what it had is failed, to be retried."""
         try:
-            while line := await reader.readline():
-                answer = json.loads(line)
+            async for answer in read_lines(reader):
                 if answer.get("ready"):
                     self._ready.set()
                     continue
@@ -200,12 +204,12 @@ async def _serve(config: Config, sock: socket.socket) -> None:
     for channel in channels.values():
         await channel.start_sending()
     reader, writer = await asyncio.open_connection(sock=sock, limit=LINE_LIMIT)
-    writer.write(b'{"ready":true}\n')
+    answers = JsonLines(writer)
+    answers.send({"ready": True})
     sending: set[asyncio.Task] = set()
     try:
-        while line := await reader.readline():  # empty: the server closed the socket, or is gone
-            request = json.loads(line)
-            task = asyncio.create_task(_send(channels, request, writer))
+        async for request in read_lines(reader):  # until the server closes the socket, or is gone
+            task = asyncio.create_task(_send(channels, request, answers))
             sending.add(task)
             task.add_done_callback(sending.discard)
     finally:
@@ -216,7 +220,7 @@ async def _serve(config: Config, sock: socket.socket) -> None:
         writer.close()
 
 
-async def _send(channels: dict, request: dict, writer: asyncio.StreamWriter) -> None:
+async def _send(channels: dict, request: dict, answers: JsonLines) -> None:
     try:
         sent = await channels[request["channel"]].send(Pending(**request["pending"]))
         answer: dict = {"id": request["id"], "sent": sent}
@@ -227,4 +231,35 @@ async def _send(channels: dict, request: dict, writer: asyncio.StreamWriter) -> 
     except Exception as error:  # a bug or an unexpected library error: retried, never dropped
         log.exception("send of message %s raised", request["pending"].get("message_id"))
         answer = {"id": request["id"], "error": {"message": repr(error)}}
-    writer.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+    answers.send(answer)
+
+
+# Both sides --------------------------------------------------------------------------------------
+
+
+class JsonLines:
+    """JSON lines to a stream, written once per turn of the event loop: one system call for a window of
+    sends rather than one each."""
+
+    def __init__(self, writer: asyncio.StreamWriter):
+        self.writer = writer
+        self._buffer: list[str] = []
+
+    def send(self, message: dict) -> None:
+        if not self._buffer:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._buffer.append(json.dumps(message, separators=(",", ":")))
+
+    def _flush(self) -> None:
+        lines, self._buffer = self._buffer, []
+        if not self.writer.is_closing():
+            self.writer.write(("\n".join(lines) + "\n").encode())
+
+
+async def read_lines(reader: asyncio.StreamReader) -> AsyncIterator[dict]:
+    """JSON lines from a stream until it ends, read a chunk at a time."""
+    rest = b""
+    while chunk := await reader.read(LINE_LIMIT):
+        *lines, rest = (rest + chunk).split(b"\n")
+        for line in lines:
+            yield json.loads(line)

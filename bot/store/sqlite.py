@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -55,6 +56,13 @@ def _utcnow() -> datetime:
 
 
 def iso(moment: datetime) -> str:
+    """How moments are stored. Cached: a message's turn stores the same moment a dozen times. (The zone is
+    part of the key: equal moments in two zones are equal datetimes, but are written differently.)"""
+    return _iso(moment, moment.tzinfo)
+
+
+@lru_cache(maxsize=256)
+def _iso(moment: datetime, _zone: object) -> str:
     return moment.isoformat(timespec="microseconds")
 
 

@@ -285,3 +285,20 @@ def test_assess_never_raises(text):
 def test_assess_never_raises_on_10_kb(text):
     assert isinstance(TRIAGE.assess(text), Assessment)
 
+
+
+@given(text=st.text(alphabet="0123456789 .,;:#*+-()", min_size=1, max_size=16))
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_remembered_menu_answer_is_read_as_it_would_be_afresh(triage, text):
+    assert triage.assess(text) == triage.assess(text) == triage._assess(text)
+
+
+def test_only_menu_answers_are_remembered(triage):
+    for text in ["1", "2 3", "999", "they beat me", "1 help me"]:
+        triage.assess(text)
+    remembered = triage._assess_menu_answer.cache_parameters()
+    assert remembered["maxsize"] == 1024
+    assert triage._assess_menu_answer.cache_info().currsize >= 3
+    triage._assess_menu_answer.cache_clear()
+    triage.assess("they beat me")
+    assert triage._assess_menu_answer.cache_info().currsize == 0

@@ -55,6 +55,9 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps makes one a call with these
+
+
 def iso(moment: datetime) -> str:
     """How moments are stored. Cached: a message's turn stores the same moment a dozen times. (The zone is
     part of the key: equal moments in two zones are equal datetimes, but are written differently.)"""
@@ -599,7 +602,7 @@ class Store:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def _seal_json(self, value: dict) -> str:
-        return self.sealer.seal(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        return self.sealer.seal(_JSON.encode(value))
 
     def _unseal_json(self, stored: str) -> dict:
         return json.loads(self.sealer.unseal(stored))

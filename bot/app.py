@@ -229,7 +229,7 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "database": "unavailable"}, status=503)
     health = {"ok": True, "database": "ok", "outbox_backlog": backlog}
     if bot.sending is not None:
-        health["sending"] = "running" if bot.sending.running else "restarting"
+        health["sending"] = bot.sending.state
     return web.json_response(health)
 
 

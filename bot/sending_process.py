@@ -54,12 +54,16 @@ class SendingProcess:
         self._waiting: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._ready = asyncio.Event()
+        self._started_once = False
         self._stopping = False
         self._supervisor: asyncio.Task | None = None
 
     @property
-    def running(self) -> bool:
-        return self._ready.is_set()
+    def state(self) -> str:
+        """For /healthz: ``starting`` until the child first says it is ready, ``restarting`` while it is down."""
+        if self._ready.is_set():
+            return "running"
+        return "restarting" if self._started_once else "starting"
 
     def sender(self, channel: str) -> RemoteSender:
         return RemoteSender(self, channel)
@@ -149,6 +153,7 @@ class SendingProcess:
         try:
             async for answer in read_lines(reader):
                 if answer.get("ready"):
+                    self._started_once = True
                     self._ready.set()
                     continue
                 future = self._waiting.get(answer.get("id"))

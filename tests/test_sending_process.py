@@ -49,6 +49,10 @@ async def health(session: aiohttp.ClientSession, base: str) -> dict:
         return await response.json()
 
 
+async def sending_is(session: aiohttp.ClientSession, base: str, state: str) -> bool:
+    return (await health(session, base)).get("sending") == state
+
+
 async def outbox_is_empty(session: aiohttp.ClientSession, base: str) -> bool:
     return (await health(session, base))["outbox_backlog"] == 0
 
@@ -72,6 +76,7 @@ async def serving(tmp_path):
     session = aiohttp.ClientSession()
     base = f"http://127.0.0.1:{port}"
     await wait_healthy(session, base)
+    await eventually(lambda: sending_is(session, base, "running"))
     yield process, session, base, twilio
     if process.poll() is None:
         process.kill()
@@ -102,10 +107,8 @@ async def test_a_sending_process_that_dies_is_started_again_and_the_next_reply_g
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
 
-    async def restarted():
-        return (await health(session, base)).get("sending") == "running"
-
-    await eventually(restarted)
+    await eventually(lambda: sending_is(session, base, "restarting"))  # for a second, the first delay
+    await eventually(lambda: sending_is(session, base, "running"))
     assert sending_process(process.pid).pid != first.pid
     assert await metric(session, base, "helpline_sending_restarts_total") == 1
     assert await send_sms(session, base, webhook("hi", sender="+60190000002", sid="SM" + "2" * 32)) == 200

@@ -20,7 +20,7 @@ from tests.test_twilio_sms import ACCOUNT, TOKEN, signed, webhook
 BURST = 60
 
 
-def start_serve(tmp_path, port: int, twilio_url: str) -> subprocess.Popen:
+def start_serve(tmp_path, port: int, twilio_url: str, *options: str) -> subprocess.Popen:
     config = tmp_path / "helpline.toml"
     config.write_text(
         f'[server]\nport = {port}\npublic_url = "https://helpline.example.org"\n'
@@ -29,7 +29,7 @@ def start_serve(tmp_path, port: int, twilio_url: str) -> subprocess.Popen:
         f'api_base_url = "{twilio_url}"\n'
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
-    return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config)], env=env,
+    return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config), *options], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
 
 

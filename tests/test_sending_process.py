@@ -169,3 +169,25 @@ async def test_the_sending_process_does_not_outlive_a_killed_server(serving):
 
     gone, alive = psutil.wait_procs([child], timeout=10)
     assert alive == [], "the sending process saw the server go and stopped"
+
+
+async def test_neither_process_logs_a_number_or_a_text_even_at_debug(tmp_path):
+    twilio = FakeTwilio()
+    url = await twilio.start()
+    port = free_port()
+    process = start_serve(tmp_path, port, url, "--log-level", "DEBUG")
+    base = f"http://127.0.0.1:{port}"
+    phone, words = "+60199988877", "my employer Tan Ah Kow took my passport"
+    async with aiohttp.ClientSession() as session:
+        await wait_healthy(session, base)
+        await eventually(lambda: sending_is(session, base, "running"))
+        for text in ["hi", words]:
+            assert await send_sms(session, base, webhook(text, sender=phone)) == 200
+        await twilio.wait_for(2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    await twilio.close()
+    logged = stderr.decode()
+    assert "sending process started" in logged
+    for secret in (phone, "99988877", "Tan Ah Kow", "Welcome to the migrant"):
+        assert secret not in logged, secret

@@ -16,6 +16,7 @@ provider's answer, as it would wait for the provider itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -55,7 +56,7 @@ class SendingProcess:
         self._ids = itertools.count(1)
         self._ready = asyncio.Event()
         self._started_once = False
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
 
     @property
@@ -89,7 +90,7 @@ class SendingProcess:
 
     async def stop(self) -> None:
         """Close the socket: the child stops (nothing is in flight once the outbox was flushed through it)."""
-        self._stopping = True
+        self._stopping.set()
         self._ready.clear()
         if self._writer is not None:
             self._writer.close()
@@ -112,7 +113,7 @@ class SendingProcess:
             process, reading = await self._spawn()
             await self._exited(process)
             await reading
-            if self._stopping:
+            if self._stopping.is_set():
                 return
             if time.monotonic() - started > HEALTHY_AFTER_SECONDS:
                 failures = 0
@@ -121,14 +122,18 @@ class SendingProcess:
             self.metrics.sending_restarts.inc()
             log.error("the sending process stopped (exit code %s); starting it again in %.0f s. Replies wait in "
                       "the outbox meanwhile.", process.exitcode, delay)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):  # a stop during the delay ends it: no child to start
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
 
     async def _spawn(self) -> tuple[multiprocessing.process.BaseProcess, asyncio.Task]:
         ours, theirs = socket.socketpair()
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no threads or loop inherited
         process = context.Process(target=run, args=(self.config, theirs, logging.getLogger().level),
                                   name="helpline-sending", daemon=True)
-        process.start()
+        # Starting an interpreter and handing it its arguments blocks: off the event loop, which serves meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, process.start)
         theirs.close()
         self.process = process
         reader, self._writer = await asyncio.open_connection(sock=ours, limit=LINE_LIMIT)

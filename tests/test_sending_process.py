@@ -150,6 +150,21 @@ async def test_replies_committed_while_the_sending_process_hangs_are_sent_when_i
     assert sorted(call["form"]["To"] for call in sent) == ["+60190000010", "+60190000011", "+60190000012"]
 
 
+async def test_a_stop_while_the_sending_process_waits_to_restart_starts_no_new_one(serving):
+    process, session, base, twilio = serving
+    child = sending_process(process.pid)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    await eventually(lambda: sending_is(session, base, "restarting"))
+
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=30) == 0
+    assert time.monotonic() - started < 8, "no restart, and no wait for a child to stop"
+    assert b"did not stop" not in process.stderr.read()
+
+
 async def test_sigterm_stops_the_server_and_its_sending_process_cleanly(serving):
     process, session, base, twilio = serving
     child = sending_process(process.pid)

@@ -74,7 +74,7 @@ class TelegramChannel:
             )
 
     async def start_sending(self) -> None:
-        """Only what sending needs (the delivery process's half of the channel)."""
+        """Only what sending needs (all the sending process uses of the channel)."""
         await self.application.initialize()  # getMe: a wrong token stops the start here
         await self.application.start()
 

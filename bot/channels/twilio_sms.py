@@ -152,7 +152,7 @@ class TwilioChannel:
         One form-encoded request on the shared session, as twilio's own client sends it, without the
         client's object layers: those cost 0.27 ms of CPU a message against 0.10 ms for this (bench/RESULTS.md),
         a quarter of everything the bot spends on an SMS."""
-        assert self._session is not None, "TwilioChannel.start() was not awaited"
+        assert self._session is not None, "TwilioChannel.start_sending() was not awaited"
         form = f"To={quote_plus(pending.address)}&Body={_quoted(pending.body.get('text', ''))}&{self._sender_form}"
         try:
             async with self._session.post(self._messages_url, data=form.encode(),

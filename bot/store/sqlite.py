@@ -131,8 +131,8 @@ class Store:
         conn = self.db.conn
         if not conn.in_transaction:
             # IMMEDIATE: the write lock is taken (waiting up to busy_timeout) before the first read. A deferred
-            # transaction that reads and then writes fails at once if the delivery process committed in
-            # between, instead of waiting its turn.
+            # transaction that reads and then writes fails at once if another connection (a CLI command beside
+            # `serve`) committed in between, instead of waiting its turn.
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from aiohttp import web
-from aiolimiter import AsyncLimiter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels import provider_channels, simulator
@@ -18,6 +17,8 @@ from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
 from bot.config import Config
 from bot.content import ContentReport, check_content
 from bot.flows.loader import FlowError
+from bot.front_process import FrontProcess, FrontSockets
+from bot.http_limits import IP_LIMITERS, limit_per_ip
 from bot.intake import Intake
 from bot.keys import BOT, DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound, Reply
@@ -26,16 +27,12 @@ from bot.outbox import Delivery, Sender
 from bot.pipeline import Pipeline, PipelineSettings
 from bot.runtime import quiet_libraries
 from bot.security import sealer_for
-from bot.sending_process import SendingProcess
 from bot.staff import EscalationTimer, Staff, StaffSettings
 from bot.store.sqlite import Database, Pending, Store
 from bot.triage import Triage
 
 log = logging.getLogger(__name__)
 
-IP_LIMITERS = web.AppKey("ip_limiters", dict)
-SIMULATOR_PER_MINUTE = 120
-AUTH_FAILURES_PER_MINUTE = 30
 
 
 @dataclass
@@ -52,25 +49,27 @@ class Bot:
     simulator: simulator.SimulatorSender
     channels: list
     escalations: EscalationTimer
-    sending: SendingProcess | None = None  # the providers' senders, when they have a process of their own
+    front: FrontProcess | None = None  # webhooks and providers' senders, when they have a process of their own
 
     async def start(self) -> None:
         await self.database.open()
         self.intake.start()
         for channel in self.channels:
             await channel.start()
-        if self.sending is not None:
-            self.sending.start()
+        if self.front is not None:
+            self.front.start()
         self.delivery.start()
         self.escalations.start()
 
     async def stop(self) -> None:
         """Finish the messages already taken, flush the outbox briefly, close the database."""
+        if self.front is not None:
+            await self.front.close()  # it stops listening once the webhooks it is reading are stored
         await self.escalations.stop()
         await self.intake.close()
         await self.delivery.stop(flush_seconds=5.0)
-        if self.sending is not None:
-            await self.sending.stop()
+        if self.front is not None:
+            await self.front.stop()
         for channel in self.channels:
             await channel.close()
         await self.database.close()
@@ -86,9 +85,9 @@ def load_content(config: Config) -> ContentReport:
 
 def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomness | None = None,
               senders: dict[str, Sender] | None = None, content: ContentReport | None = None,
-              sending_process: bool = False) -> Bot:
-    """Everything wired. With ``sending_process`` (as `helpline serve` runs), the providers' senders run in a
-    process of their own (:mod:`bot.sending_process`); else in this one (tests, `helpline chat`)."""
+              front: FrontSockets | None = None) -> Bot:
+    """Everything wired. With ``front`` (as `helpline serve` runs), the webhooks are read and the providers'
+    senders run in a process of their own (:mod:`bot.front_process`); else in this one (tests, `helpline chat`)."""
     quiet_libraries()
     clock = clock or SystemClock()
     content = content or load_content(config)
@@ -107,10 +106,10 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     providers = provider_channels(config)
     channels: list = list(providers.values())
     all_senders: dict[str, Sender] = {"simulator-sms": sim, "simulator-telegram": sim}
-    sending = None
-    if sending_process and providers:
-        sending = SendingProcess(config, frozenset(providers), metrics)
-        all_senders.update({name: sending.sender(name) for name in providers})
+    front_process = None
+    if front is not None:
+        front_process = FrontProcess(config, frozenset(providers), metrics, front)
+        all_senders.update({name: front_process.sender(name) for name in providers})
     else:
         all_senders.update(providers)
     all_senders.update(senders or {})
@@ -143,8 +142,11 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     intake = Intake(database, pipeline, on_committed=committed)
     if "telegram" in providers:
         providers["telegram"].intake = intake
+    if front_process is not None:
+        front_process.submit = intake.submit
     escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake, release_held=pipeline.release_held)
-    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations, sending)
+    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations,
+               front_process)
 
 
 def create_app(config: Config, **kwargs) -> web.Application:
@@ -190,32 +192,6 @@ async def daily_retention(bot: Bot, first_delay: float = 60.0) -> None:
         await asyncio.sleep(24 * 3600)
 
 
-@web.middleware
-async def limit_per_ip(request: web.Request, handler):
-    """Per-address limits where an address means something: the simulator (a browser), and requests that
-    fail authentication (someone guessing). Providers' own signed webhooks are never throttled here: one
-    Twilio or Telegram address carries every worker."""
-    limiters: dict = request.app[IP_LIMITERS]
-    address = request.remote or "?"
-    if len(limiters) > 50_000:
-        limiters.clear()
-    if request.path.startswith("/simulator/api/"):
-        limiter = limiters.setdefault(("sim", address), AsyncLimiter(SIMULATOR_PER_MINUTE, 60))
-        if not limiter.has_capacity():
-            raise web.HTTPTooManyRequests(text="slow down", headers={"Retry-After": "60"})
-        await limiter.acquire()
-    try:
-        return await handler(request)
-    except (web.HTTPUnauthorized, web.HTTPForbidden):
-        # Someone guessing signatures or secrets is slowed down; a valid request is never refused for it
-        # (behind a proxy, every request has the proxy's address).
-        failures = limiters.setdefault(("auth", address), AsyncLimiter(AUTH_FAILURES_PER_MINUTE, 60))
-        if not failures.has_capacity():
-            raise web.HTTPTooManyRequests(text="too many refused requests", headers={"Retry-After": "60"}) from None
-        await failures.acquire()
-        raise
-
-
 async def home(request: web.Request) -> web.Response:
     raise web.HTTPFound("/simulator")
 
@@ -227,10 +203,7 @@ async def healthz(request: web.Request) -> web.Response:
     except Exception as error:
         log.error("health check failed: %s", error)
         return web.json_response({"ok": False, "database": "unavailable"}, status=503)
-    health = {"ok": True, "database": "ok", "outbox_backlog": backlog}
-    if bot.sending is not None:
-        health["sending"] = bot.sending.state
-    return web.json_response(health)
+    return web.json_response({"ok": True, "database": "ok", "outbox_backlog": backlog})
 
 
 def _health(store: Store) -> int:

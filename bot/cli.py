@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import sys
+import tempfile
 
 import click
 
@@ -46,7 +48,8 @@ def serve(config_path: str | None, log_level: str) -> None:
     """
     from aiohttp import web
 
-    from bot.app import create_app
+    from bot.app import create_app, load_content
+    from bot.front_process import FrontSockets, bind
     from bot.runtime import event_loop
     from bot.security import DataKeyError, load_key
     from bot.store.sqlite import Store
@@ -62,7 +65,7 @@ def serve(config_path: str | None, log_level: str) -> None:
         click.echo(f"helpline: no data key was configured, so a new one was made in {where[:-6]} (owner-only, 0600). "
                    "Keep it safe and apart from database backups: without it the data cannot be read.", err=True)
     try:
-        app = create_app(config, sending_process=True)
+        content = load_content(config)  # before anything is made on disk
     except FlowError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
@@ -75,13 +78,24 @@ def serve(config_path: str | None, log_level: str) -> None:
                    err=True)
         sys.exit(2)
     lock = _single_instance(config.storage.database)
+    try:
+        public = bind(config.server.host, config.server.port)
+    except OSError as error:
+        click.echo(f"error: cannot listen on {config.server.host}:{config.server.port} ([server] host and port): "
+                   f"{error.strerror or error}", err=True)
+        sys.exit(2)
+    private = tempfile.TemporaryDirectory(prefix="helpline-")  # owner-only: the server's socket, for the front
+    sockets = FrontSockets(public, os.path.join(private.name, "server.sock"))
+    app = create_app(config, front=sockets, content=content)
     where = f"http://{config.server.host}:{config.server.port}"
     click.echo(f"helpline: serving on {where}" + (f" (simulator: {where}/simulator)" if config.server.simulator
                                                    else " (simulator off)"), err=True)
     try:
-        web.run_app(app, host=config.server.host, port=config.server.port, print=None, shutdown_timeout=10.0,
-                    loop=event_loop())
+        web.run_app(app, path=sockets.server_path, print=None, shutdown_timeout=10.0, loop=event_loop())
     finally:
+        for listener in public:
+            listener.close()
+        private.cleanup()
         lock.close()
 
 

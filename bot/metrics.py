@@ -26,8 +26,8 @@ class Metrics:
             "helpline_pipeline_seconds", "From a message's arrival to its replies being committed to the outbox",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=self.registry,
         )
-        self.sending_restarts = Counter(
-            "helpline_sending_restarts", "Times the sending process stopped unasked and was started again",
+        self.front_restarts = Counter(
+            "helpline_front_restarts", "Times the front process stopped unasked and was started again",
             registry=self.registry,
         )
         self.outbox_backlog = Gauge(

@@ -45,7 +45,7 @@ def backoff(attempts: int) -> float:
 
 class Delivery:
     """Reads the outbox and hands each message to its channel's :class:`Sender` (under `helpline serve` the
-    providers' senders run in a process of their own: :mod:`bot.sending_process`)."""
+    providers' senders run in a process of their own: :mod:`bot.front_process`)."""
 
     def __init__(self, database: Database, senders: dict[str, Sender], clock: Clock,
                  on_sent: Callable[[Pending], Awaitable[None]] | None = None,

@@ -74,7 +74,8 @@ class TelegramChannel:
             )
 
     async def start_sending(self) -> None:
-        """Only what sending needs (all the sending process uses of the channel)."""
+        """Only what sending needs: all the front process needs besides reading the webhook (setting the webhook,
+        or polling, is the server's)."""
         await self.application.initialize()  # getMe: a wrong token stops the start here
         await self.application.start()
 
@@ -92,6 +93,10 @@ class TelegramChannel:
     # Inbound ---------------------------------------------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
+        return self.message_routes()
+
+    def message_routes(self) -> list[web.RouteDef]:
+        """The webhooks that carry workers' messages (the front process reads them itself)."""
         return [web.post("/telegram/webhook", self.webhook)]
 
     async def webhook(self, request: web.Request) -> web.Response:

@@ -59,7 +59,11 @@ class TwilioChannel:
     # Inbound ---------------------------------------------------------------------------------------
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.post("/twilio/sms", self.inbound), web.post("/twilio/status", self.status)]
+        return [*self.message_routes(), web.post("/twilio/status", self.status)]
+
+    def message_routes(self) -> list[web.RouteDef]:
+        """The webhooks that carry workers' messages (the front process reads them itself)."""
+        return [web.post("/twilio/sms", self.inbound)]
 
     async def _verified_form(self, request: web.Request) -> dict[str, str]:
         if request.content_length is not None and request.content_length > MAX_BODY:

@@ -506,7 +506,8 @@ class Bench:
         if not spy:
             log("\n[7] profile: py-spy is not installed (pip install py-spy); skipped")
             return
-        log(f"\n[7] profile: py-spy record on serve for {seconds:.0f} s at saturation (SMS flows only)")
+        log(f"\n[7] profile: py-spy record on serve and its front process for {seconds:.0f} s at saturation "
+            "(SMS flows only)")
         raw = self.work / "profile.raw"
         async with self.helpline("profile") as server:
             load = self.load(server, Mix(0.0))
@@ -514,7 +515,7 @@ class Bench:
             await asyncio.sleep(2)
             spy_proc = await asyncio.create_subprocess_exec(
                 spy, "record", "--pid", str(server.proc.pid), "--duration", str(int(seconds)), "--rate", "100",
-                "--format", "raw", "--full-filenames", "--threads", "--gil", "--output", str(raw),
+                "--format", "raw", "--full-filenames", "--threads", "--gil", "--subprocesses", "--output", str(raw),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             try:
                 output, _ = await asyncio.wait_for(spy_proc.communicate(), seconds + 30)
@@ -702,9 +703,13 @@ def summarise_profile(text: str) -> dict:
         except ValueError:
             continue
         frames = stack.split(";")
+        if frames[0].startswith("process "):  # --subprocesses: serve's front process is sampled too
+            frames = frames[1:]
+        process = "front" if any("spawn_main" in frame for frame in frames[:5]) else "server"
         thread = frames[0]
         name = thread.split(":", 1)[1].strip() if ":" in thread else thread
-        threads["event loop" if name == "MainThread" else ("database" if "helpline-db" in name else name)] += n
+        kind = "event loop" if name == "MainThread" else ("database" if "helpline-db" in name else name)
+        threads[f"{process} {kind}"] += n
         frames = frames[1:] if thread.startswith("thread") else frames
         total += n
         seen = set()

@@ -34,7 +34,6 @@ from bot.triage import Triage
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class Bot:
     """Everything a running helpline holds, shared by the HTTP server and ``helpline chat``."""

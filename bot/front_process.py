@@ -93,10 +93,9 @@ class FrontProcess:
         self.process: multiprocessing.process.BaseProcess | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lines: JsonLines | None = None
-        self._waiting: dict[int, asyncio.Future] = {}
+        self._sends = Requests("id")
         self._taking: set[asyncio.Task] = set()
         self._closed = asyncio.Event()
-        self._ids = itertools.count(1)
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
         self._supervisor: asyncio.Task | None = None
@@ -110,15 +109,8 @@ class FrontProcess:
     async def send(self, channel: str, pending: Pending) -> str | None:
         await self._ready.wait()  # while the front (re)starts, sends wait: they are not failures
         assert self._lines is not None
-        request_id = next(self._ids)
-        future = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
-        self._lines.send({"id": request_id, "channel": channel,
-                          "pending": {name: getattr(pending, name) for name in PENDING_FIELDS}})
-        try:
-            answer = await future
-        finally:
-            self._waiting.pop(request_id, None)
+        answer = await self._sends.ask(self._lines, {
+            "channel": channel, "pending": {name: getattr(pending, name) for name in PENDING_FIELDS}})
         if "error" in answer:
             raise SendError(**answer["error"])
         return answer.get("sent")
@@ -211,9 +203,7 @@ class FrontProcess:
                     self._taking.add(task)
                     task.add_done_callback(self._taking.discard)
                 elif "id" in line:
-                    future = self._waiting.get(line["id"])
-                    if future is not None and not future.done():
-                        future.set_result(line)
+                    self._sends.answered(line)
                 elif line.get("ready"):
                     self._ready.set()
                 elif line.get("closed"):
@@ -225,10 +215,8 @@ class FrontProcess:
             self._closed.set()
             if self._writer is not None:
                 self._writer.close()
-            gone = {"error": {"message": "the front process stopped during the send", "retry_after": 1.0}}
-            for future in self._waiting.values():
-                if not future.done():
-                    future.set_result(gone)
+            self._sends.fail_all({"error": {"message": "the front process stopped during the send",
+                                            "retry_after": 1.0}})
 
     async def _take(self, call: int, fields: dict) -> None:
         """A message the front read: stored through the intake, then the front may answer the provider."""
@@ -329,7 +317,7 @@ async def _serve(config: Config, sock: socket.socket, listeners: list[socket.soc
     try:
         async for line in read_lines(reader):  # until the server closes the socket, or is gone
             if "call" in line:
-                intake.answered(line)
+                intake.calls.answered(line)
             elif "id" in line:
                 task = asyncio.create_task(_send(channels, line, lines))
                 sending.add(task)
@@ -338,7 +326,8 @@ async def _serve(config: Config, sock: socket.socket, listeners: list[socket.soc
                 await runner.cleanup()  # stop listening; the requests being read finish first
                 lines.send({"closed": True})
     finally:
-        intake.server_gone()  # webhooks waiting for it get 503: not acknowledged, the provider tries again
+        # Webhooks waiting for the server get 503: not acknowledged, the provider tries again.
+        intake.calls.fail_all({"unavailable": "the server stopped"})
         for task in list(sending):
             task.cancel()
         await runner.cleanup()
@@ -389,33 +378,15 @@ class RemoteIntake:
 
     def __init__(self, lines: JsonLines):
         self.lines = lines
-        self._calls = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future] = {}
+        self.calls = Requests("call")
 
     async def submit(self, inbound: Inbound) -> Reply:
-        call = next(self._calls)
-        future = asyncio.get_running_loop().create_future()
-        self._waiting[call] = future
-        self.lines.send({"call": call, "inbound": inbound_fields(inbound)})
-        try:
-            answer = await future
-        finally:
-            self._waiting.pop(call, None)
+        answer = await self.calls.ask(self.lines, {"inbound": inbound_fields(inbound)})
         if "unavailable" in answer:
             raise Unavailable(answer["unavailable"])
         if "invalid" in answer:
             raise ValueError(answer["invalid"])
         return Reply(duplicate=answer["reply"]["duplicate"], notice=answer["reply"]["notice"])
-
-    def answered(self, line: dict) -> None:
-        future = self._waiting.get(line["call"])
-        if future is not None and not future.done():
-            future.set_result(line)
-
-    def server_gone(self) -> None:
-        for future in self._waiting.values():
-            if not future.done():
-                future.set_result({"unavailable": "the server stopped"})
 
 
 async def _send(channels: dict, request: dict, lines: JsonLines) -> None:
@@ -433,6 +404,37 @@ async def _send(channels: dict, request: dict, lines: JsonLines) -> None:
 
 
 # Both sides --------------------------------------------------------------------------------------
+
+
+class Requests:
+    """Requests sent as JSON lines, each answered by a line with its number under ``key`` (the server's sends
+    to the front, and the front's messages to the server)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self._numbers = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future] = {}
+
+    async def ask(self, lines: JsonLines, message: dict) -> dict:
+        number = next(self._numbers)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting[number] = future
+        lines.send({self.key: number, **message})
+        try:
+            return await future
+        finally:
+            self._waiting.pop(number, None)
+
+    def answered(self, line: dict) -> None:
+        future = self._waiting.get(line[self.key])
+        if future is not None and not future.done():
+            future.set_result(line)
+
+    def fail_all(self, answer: dict) -> None:
+        """The other side is gone: every request waiting gets ``answer``."""
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_result(answer)
 
 
 class JsonLines:

@@ -7,6 +7,7 @@ otherwise the ``.po`` is compiled in memory at start.
 
 from __future__ import annotations
 
+import functools
 import gettext
 import io
 import re
@@ -90,6 +91,7 @@ class Catalogs:
         return code if code in self._translations else None
 
     @staticmethod
+    @functools.lru_cache(maxsize=64)
     def autonym(code: str) -> str:
         """The language's name in its own script, e.g. ``my`` -> ``မြန်မာ``."""
         try:

@@ -191,7 +191,8 @@ class Store:
         unknown = set(fields) - {"language", "opted_out", "role"}
         if unknown:
             raise ValueError(f"contacts fields cannot be updated: {unknown}")
-        self.db.table("contacts").update(contact_id, fields)
+        assignments = ", ".join(f"{field} = ?" for field in fields)  # names checked above; values bound
+        self.db.execute(f"UPDATE contacts SET {assignments} WHERE id = ?", [*fields.values(), contact_id])
 
     def opt_out(self, contact_id: int, actor: str, now: datetime) -> None:
         """Nothing more is sent to this contact until they opt in again."""

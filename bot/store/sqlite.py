@@ -163,11 +163,13 @@ class Store:
         ``role``, so it is never counted or treated as a worker)."""
         key = self.sealer.lookup_key(channel, address)
         row = self.db.execute(
-            "SELECT id, name, language, opted_out FROM contacts WHERE channel = ? AND address_key = ?",
+            "SELECT id, name, language, opted_out, last_seen_at FROM contacts WHERE channel = ? AND address_key = ?",
             [channel, key],
         ).fetchone()
         if row is not None:
-            self.db.execute("UPDATE contacts SET last_seen_at = ? WHERE id = ?", [iso(now), row[0]])
+            seen = iso(now)
+            if row[4][:13] != seen[:13]:  # to the hour: retention counts days, and a write per message costs
+                self.db.execute("UPDATE contacts SET last_seen_at = ? WHERE id = ?", [seen, row[0]])
             stored_name = self.sealer.unseal(row[1]) if row[1] else None
             return Contact(row[0], channel, address, stored_name, row[2], bool(row[3]))
         cursor = self.db.execute(

@@ -237,9 +237,11 @@ class Store:
             " VALUES (?, 'out', ?, ?, 'queued', ?, ?)",
             [contact.id, contact.channel, self._seal_json(body), iso(now), iso(now)],
         )
-        self.db.execute(
-            "INSERT INTO outbox (message_id, contact_id, channel, next_attempt_at) VALUES (?, ?, ?, ?)",
-            [cursor.lastrowid, contact.id, contact.channel, iso(max(now, not_before) if not_before else now)],
+        self.db.execute(  # the head (sent first) when nothing else of this contact's waits (migration m009)
+            "INSERT INTO outbox (message_id, contact_id, channel, next_attempt_at, head)"
+            " VALUES (?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM outbox WHERE contact_id = ?))",
+            [cursor.lastrowid, contact.id, contact.channel, iso(max(now, not_before) if not_before else now),
+             contact.id],
         )
         return cursor.lastrowid
 

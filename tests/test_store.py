@@ -18,7 +18,7 @@ from bot.store.sqlite import Store
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports",
                   "m005_privacy", "m006_indexes_for_scale", "m007_outbox_by_channel", "m008_outbox_heads",
-                  "m009_outbox_head_set_on_insert"]
+                  "m009_outbox_head_set_on_insert", "m010_indexes_per_message"]
 
 
 @pytest.fixture
@@ -237,6 +237,30 @@ def test_reading_what_is_due_walks_only_the_oldest_message_of_each_contact(store
         "EXPLAIN QUERY PLAN SELECT o.message_id FROM outbox o WHERE o.head = 1 AND o.channel = 'sms'"
         " AND o.next_attempt_at <= '2026' ORDER BY o.next_attempt_at, o.message_id LIMIT 5").fetchall()
     assert any("outbox_heads" in row[-1] for row in plan), plan
+
+
+def plans(store, call) -> list[str]:
+    """The query plan of every statement ``call`` runs on ``store``."""
+    statements: list[str] = []
+    store.db.conn.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        store.db.conn.set_trace_callback(None)
+    return [" ".join(row[-1] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in statements]
+
+
+def test_the_queries_of_every_message_read_no_more_than_they_need(store):
+    worker = store.contact("sms", "+60123456789", NOW)
+    for n in range(50):  # a long history: none of it may be read to count the last minute
+        store.store_inbound(worker.id, "sms", f"SM{n}", {"text": "hi"}, NOW - timedelta(days=1))
+        store.queue_outbound(worker, {"text": "hello"}, NOW - timedelta(days=1))
+    store.store_inbound(worker.id, "sms", "SMnow", {"text": "hi"}, NOW)
+    assert store.recent_inbound(worker.id, NOW - timedelta(minutes=1)) == 1
+    [count] = plans(store, lambda: store.recent_inbound(worker.id, NOW - timedelta(minutes=1)))
+    assert "COVERING INDEX messages_inbound (contact_id=? AND created_at>?)" in count, count
+    [handoff] = plans(store, lambda: store.handoff_case_for(worker.id))
+    assert "INDEX cases_handoff" in handoff and "TEMP B-TREE" not in handoff, handoff
 
 
 OPERATIONS = st.lists(st.tuples(st.sampled_from(["queue", "sent", "failed", "erase"]), st.integers(0, 2)),

@@ -210,3 +210,17 @@ def m009_outbox_head_set_on_insert(db: Database) -> None:
     the outbox and updated the new row a second time: the outbox insert was among the costliest statements of
     a message (bench/store_cost.py). The delete trigger still moves the mark along."""
     db.executescript("DROP TRIGGER outbox_head_on_insert;")
+
+
+@migrations()
+def m010_indexes_per_message(db: Database) -> None:
+    """Two queries run for every worker message: the worker's case with a person (read in index order, no
+    sort; the index holds only such cases), and how many messages the worker sent in the last minute (counted
+    in an index of inbound messages by time, which holds every column the count reads, instead of reading
+    every message of the worker's history: that grew with the history)."""
+    db.executescript(
+        """
+        CREATE INDEX cases_handoff ON cases (contact_id, urgent, id) WHERE handoff = 1;
+        CREATE INDEX messages_inbound ON messages (contact_id, created_at, direction) WHERE direction = 'in';
+        """
+    )

@@ -314,6 +314,11 @@ async def _serve(config: Config, sock: socket.socket, listeners: list[socket.soc
         await web.SockSite(runner, listener, shutdown_timeout=CLOSE_SECONDS).start()
     lines.send({"ready": True})
     sending: set[asyncio.Task] = set()
+
+    async def close() -> None:
+        await runner.cleanup()  # stop listening; the requests being read finish first (their answers are read on)
+        lines.send({"closed": True})
+
     try:
         async for line in read_lines(reader):  # until the server closes the socket, or is gone
             if "call" in line:
@@ -323,8 +328,9 @@ async def _serve(config: Config, sock: socket.socket, listeners: list[socket.soc
                 sending.add(task)
                 task.add_done_callback(sending.discard)
             elif line.get("close"):
-                await runner.cleanup()  # stop listening; the requests being read finish first
-                lines.send({"closed": True})
+                task = asyncio.create_task(close())
+                sending.add(task)
+                task.add_done_callback(sending.discard)
     finally:
         # Webhooks waiting for the server get 503: not acknowledged, the provider tries again.
         intake.calls.fail_all({"unavailable": "the server stopped"})

@@ -5,7 +5,9 @@ never outlives it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
+import sqlite3
 import time
 
 import aiohttp
@@ -206,6 +208,38 @@ async def test_sigterm_stops_the_server_and_its_front_process_cleanly(serving):
 
     assert process.wait(timeout=30) == 0
     assert not front.is_running() or front.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_a_stop_during_a_stream_of_webhooks_is_prompt_and_every_acknowledged_one_is_stored(serving, tmp_path):
+    process, session, base, twilio = serving
+    acknowledged = 0
+    stopping = False
+
+    async def worker(n: int) -> None:  # a provider that keeps sending, 20 webhooks at a time
+        nonlocal acknowledged
+        for i in itertools.count():
+            if stopping:
+                return
+            if await send_sms(session, base, webhook("hi", sender=f"+6019{n:03d}{i:05d}")) == 200:
+                acknowledged += 1
+            else:
+                await asyncio.sleep(0.01)  # refused or cut off: not acknowledged, the provider would retry
+
+    workers = [asyncio.create_task(worker(n)) for n in range(20)]
+    await asyncio.sleep(1.0)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    while process.poll() is None:
+        await asyncio.sleep(0.02)
+    stopped_after = time.monotonic() - started
+    stopping = True
+    await asyncio.gather(*workers)
+
+    assert process.returncode == 0
+    assert stopped_after < 4, "webhooks being read when the stop came are answered, not waited out"
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        stored = db.execute("SELECT COUNT(*) FROM messages WHERE direction = 'in'").fetchone()[0]
+    assert acknowledged > 0 and stored >= acknowledged
 
 
 async def test_the_front_process_does_not_outlive_a_killed_server(serving):

@@ -286,7 +286,6 @@ def test_assess_never_raises_on_10_kb(text):
     assert isinstance(TRIAGE.assess(text), Assessment)
 
 
-
 @given(text=st.text(alphabet="0123456789 .,;:#*+-()", min_size=1, max_size=16))
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_a_remembered_menu_answer_is_read_as_it_would_be_afresh(triage, text):

@@ -21,6 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import orjson
 import sqlite_utils
 
 from bot.store.schema import migrations
@@ -55,7 +56,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # json.dumps makes one a call with these
 
 
 def iso(moment: datetime) -> str:
@@ -607,10 +607,10 @@ class Store:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def _seal_json(self, value: dict) -> str:
-        return self.sealer.seal(_JSON.encode(value))
+        return self.sealer.seal(orjson.dumps(value).decode())
 
     def _unseal_json(self, stored: str) -> dict:
-        return json.loads(self.sealer.unseal(stored))
+        return orjson.loads(self.sealer.unseal(stored))
 
 
 class Database:

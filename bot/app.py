@@ -142,7 +142,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     if "telegram" in providers:
         providers["telegram"].intake = intake
     if front_process is not None:
-        front_process.submit = intake.submit
+        front_process.enqueue = intake.enqueue
     escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake, release_held=pipeline.release_held)
     return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations,
                front_process)

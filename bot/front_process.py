@@ -35,16 +35,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
-import json
 import logging
 import multiprocessing
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
+import orjson
 from aiohttp import ClientError, ClientSession, ClientTimeout, UnixConnector, web
 from multidict import CIMultiDict
 from yarl import URL
@@ -89,12 +90,12 @@ class FrontProcess:
         self.channels = channels
         self.metrics = metrics
         self.sockets = sockets
-        self.submit: Callable[[Inbound], Awaitable[Reply]] | None = None  # the Intake's, set by the app
+        self.enqueue: Callable[[Inbound], asyncio.Future[Reply]] | None = None  # the Intake's, set by the app
         self.process: multiprocessing.process.BaseProcess | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._lines: JsonLines | None = None
         self._sends = Requests("id")
-        self._taking: set[asyncio.Task] = set()
+        self._taking: set[asyncio.Future] = set()
         self._closed = asyncio.Event()
         self._ready = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -199,9 +200,7 @@ class FrontProcess:
         try:
             async for line in read_lines(reader):
                 if "inbound" in line:
-                    task = asyncio.create_task(self._take(line["call"], line["inbound"]))
-                    self._taking.add(task)
-                    task.add_done_callback(self._taking.discard)
+                    self._take(line["call"], line["inbound"])
                 elif "id" in line:
                     self._sends.answered(line)
                 elif line.get("ready"):
@@ -218,18 +217,31 @@ class FrontProcess:
             self._sends.fail_all({"error": {"message": "the front process stopped during the send",
                                             "retry_after": 1.0}})
 
-    async def _take(self, call: int, fields: dict) -> None:
-        """A message the front read: stored through the intake, then the front may answer the provider."""
-        assert self.submit is not None and self._lines is not None
+    def _take(self, call: int, fields: dict) -> None:
+        """A message the front read: stored through the intake, then the front may answer the provider (a
+        callback on the intake's future rather than a task: one message, one future)."""
+        assert self.enqueue is not None and self._lines is not None
         lines = self._lines  # the answer goes to the front that asked, even if another one starts meanwhile
         try:
-            reply = await self.submit(inbound_from(fields))
-            answer: dict = {"call": call, "reply": {"duplicate": reply.duplicate, "notice": reply.notice}}
+            stored = self.enqueue(inbound_from(fields))
         except Unavailable as error:
-            answer = {"call": call, "unavailable": str(error)}
+            lines.send({"call": call, "unavailable": str(error)})
+            return
         except (ValueError, TypeError) as error:
-            answer = {"call": call, "invalid": str(error)}
-        lines.send(answer)
+            lines.send({"call": call, "invalid": str(error)})
+            return
+        self._taking.add(stored)
+        stored.add_done_callback(functools.partial(self._taken, lines, call))
+
+    def _taken(self, lines: JsonLines, call: int, stored: asyncio.Future[Reply]) -> None:
+        self._taking.discard(stored)
+        if stored.cancelled():
+            lines.send({"call": call, "unavailable": "the server stopped"})
+        elif (error := stored.exception()) is not None:
+            lines.send({"call": call, "unavailable": str(error)})
+        else:
+            reply = stored.result()
+            lines.send({"call": call, "reply": {"duplicate": reply.duplicate, "notice": reply.notice}})
 
 
 class RemoteSender:
@@ -449,18 +461,18 @@ class JsonLines:
 
     def __init__(self, writer: asyncio.StreamWriter):
         self.writer = writer
-        self._buffer: list[str] = []
-        self._encode = json.JSONEncoder(separators=(",", ":")).encode
+        self._buffer: list[bytes] = []
 
     def send(self, message: dict) -> None:
         if not self._buffer:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._buffer.append(self._encode(message))
+        self._buffer.append(orjson.dumps(message))
 
     def _flush(self) -> None:
         lines, self._buffer = self._buffer, []
         if not self.writer.is_closing():
-            self.writer.write(("\n".join(lines) + "\n").encode())
+            lines.append(b"")
+            self.writer.write(b"\n".join(lines))
 
 
 async def read_lines(reader: asyncio.StreamReader) -> AsyncIterator[dict]:
@@ -469,4 +481,4 @@ async def read_lines(reader: asyncio.StreamReader) -> AsyncIterator[dict]:
     while chunk := await reader.read(LINE_LIMIT):
         *lines, rest = (rest + chunk).split(b"\n")
         for line in lines:
-            yield json.loads(line)
+            yield orjson.loads(line)

@@ -38,14 +38,19 @@ class Intake:
 
     async def submit(self, inbound: Inbound) -> Reply:
         """Store ``inbound`` and queue its replies; returns once that is committed. Raises :class:`Unavailable`."""
+        return await self.enqueue(inbound)
+
+    def enqueue(self, inbound: Inbound) -> asyncio.Future[Reply]:
+        """`submit` without a coroutine: the returned future is done once ``inbound`` is committed (or has
+        :class:`Unavailable` as its exception). For the front's messages, which need no task of their own."""
         if self._closing or self._task is None:
             raise Unavailable("shutting down")
         inbound = scrubbed(inbound)
         if not inbound.address or not inbound.provider_id:
             raise ValueError("an inbound message needs an address and a provider id")
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        await self._queue.put((inbound, future, time.perf_counter()))
-        return await future
+        self._queue.put_nowait((inbound, future, time.perf_counter()))  # the queue is unbounded: never full
+        return future
 
     async def close(self) -> None:
         """Stop taking messages; finish those already taken."""

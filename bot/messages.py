@@ -45,7 +45,13 @@ def clean_text(value: object) -> str:
     """Text as it can be stored: a non-string is no text, a lone surrogate (broken UTF-16) becomes U+FFFD."""
     if not isinstance(value, str):
         return ""
-    return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")  # fails on a lone surrogate, and on nothing else
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
 
 
 def scrubbed(inbound: Inbound) -> Inbound:
@@ -53,13 +59,16 @@ def scrubbed(inbound: Inbound) -> Inbound:
     def optional(value: object) -> str | None:
         return clean_text(value) or None
 
-    return dataclasses.replace(
-        inbound, address=clean_text(inbound.address), provider_id=clean_text(inbound.provider_id),
-        text=clean_text(inbound.text), media=tuple(clean_text(m) for m in inbound.media if clean_text(m)),
-        choice=None if inbound.choice is None else clean_text(inbound.choice),
-        language_hint=optional(inbound.language_hint), name=optional(inbound.name),
-        sender_id=optional(inbound.sender_id), reply_to=optional(inbound.reply_to),
-    )
+    cleaned = {
+        "address": clean_text(inbound.address), "provider_id": clean_text(inbound.provider_id),
+        "text": clean_text(inbound.text), "media": tuple(clean_text(m) for m in inbound.media if clean_text(m)),
+        "choice": None if inbound.choice is None else clean_text(inbound.choice),
+        "language_hint": optional(inbound.language_hint), "name": optional(inbound.name),
+        "sender_id": optional(inbound.sender_id), "reply_to": optional(inbound.reply_to),
+    }
+    if all(value is getattr(inbound, name) for name, value in cleaned.items()):
+        return inbound  # the usual case: every field was already what the pipeline expects
+    return dataclasses.replace(inbound, **cleaned)
 
 
 @dataclass(frozen=True, slots=True)

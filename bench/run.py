@@ -507,10 +507,10 @@ class Bench:
             log("\n[7] profile: py-spy is not installed (pip install py-spy); skipped")
             return
         log(f"\n[7] profile: py-spy record on serve and its front process for {seconds:.0f} s at saturation "
-            "(SMS flows only)")
+            f"(SMS flows + {DISTRESS_SHARE:.0%} distress, the mix of the throughput targets)")
         raw = self.work / "profile.raw"
         async with self.helpline("profile") as server:
-            load = self.load(server, Mix(0.0))
+            load = self.load(server, Mix(DISTRESS_SHARE))
             task = asyncio.get_running_loop().create_task(load.closed_loop(self.plan["concurrency"], seconds + 4))
             await asyncio.sleep(2)
             spy_proc = await asyncio.create_subprocess_exec(

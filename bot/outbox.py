@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -18,7 +17,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 25  # with backoff capped at 10 minutes: about 3 hours of trying
 MAX_BACKOFF_SECONDS = 600.0
-WINDOW = 64  # sends in flight per channel
+WINDOW = 64  # requests at each provider at once
 
 
 class SendError(Exception):
@@ -60,6 +59,7 @@ class Delivery:
         self._task: asyncio.Task | None = None
         self._writer: asyncio.Task | None = None
         self._writes: asyncio.Queue = asyncio.Queue()
+        self._at_provider: dict[str, set[int]] = {channel: set() for channel in senders}  # message ids
 
     def start(self) -> None:
         self._writes = asyncio.Queue()
@@ -113,15 +113,16 @@ class Delivery:
             self._writer = None
 
     async def _run(self) -> None:
-        """Start a send for every worker with a message due and none in flight, up to :data:`WINDOW` sends in
-        flight per channel. A slow or paced send (a staff group at Telegram's 20 a minute) holds up only its
-        own worker, and a backlog on one channel never holds up another."""
+        """Start a send for every worker with a message due and none in flight, up to :data:`WINDOW` requests
+        at each provider. A slow or paced send (a staff group at Telegram's 20 a minute) holds up only its
+        own worker, and a backlog on one channel never holds up another. A worker's delivery lasts until its
+        outcome is on disk (then their next message may go); the provider's room frees as soon as it answers."""
         await self._report_unconfigured()
         in_flight: dict[int, asyncio.Task] = {}
-        sending: Counter[str] = Counter()
         while True:
             self._wake.clear()
-            room = {channel: WINDOW - sending[channel] for channel in self.senders if sending[channel] < WINDOW}
+            room = {channel: WINDOW - len(sending) for channel, sending in self._at_provider.items()
+                    if len(sending) < WINDOW}
             due: list[Pending] = []
             if room:
                 try:
@@ -129,20 +130,24 @@ class Delivery:
                 except Exception:
                     log.exception("outbox read failed")
             for pending in due:
+                self._at_provider[pending.channel].add(pending.message_id)
                 task = asyncio.create_task(self._deliver_logged(pending))
                 in_flight[pending.contact_id] = task
-                sending[pending.channel] += 1
-                task.add_done_callback(lambda _t, p=pending: self._finished(in_flight, sending, p))
+                task.add_done_callback(lambda _t, p=pending: self._finished(in_flight, p))
             if self._stopping and not due and not in_flight:
                 return
             if not due:  # until a new message, a finished send, or a retry's time
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=1.0)
 
-    def _finished(self, in_flight: dict[int, asyncio.Task], sending: Counter[str], pending: Pending) -> None:
+    def _finished(self, in_flight: dict[int, asyncio.Task], pending: Pending) -> None:
         in_flight.pop(pending.contact_id, None)
-        sending[pending.channel] -= 1
+        self._answered(pending)  # if the delivery ended before asking the provider
         self._wake.set()  # that worker's next message may be due now
+
+    def _answered(self, pending: Pending) -> None:
+        self._at_provider[pending.channel].discard(pending.message_id)
+        self._wake.set()  # room at the provider for another worker's message
 
     async def _report_unconfigured(self) -> None:
         try:
@@ -168,7 +173,7 @@ class Delivery:
             await self._fail(pending, "the worker opted out; not sent")
             return
         try:
-            provider_id = await self.senders[pending.channel].send(pending)
+            provider_id = await self._send(pending)
         except SendError as error:
             if error.opted_out:
                 await self._write(Store.opt_out, pending.contact_id, "provider", self.clock.now())
@@ -189,6 +194,12 @@ class Delivery:
             await self._write(Store.forget_contact, pending.contact_id)
         if self.on_sent:
             await self.on_sent(pending)
+
+    async def _send(self, pending: Pending) -> str | None:
+        try:
+            return await self.senders[pending.channel].send(pending)
+        finally:
+            self._answered(pending)
 
     async def _fail(self, pending: Pending, reason: str) -> None:
         log.error("message %s to contact %s failed: %s", pending.message_id, pending.contact_id, reason)

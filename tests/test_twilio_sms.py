@@ -249,3 +249,19 @@ async def test_parts_of_a_long_sms_arriving_apart_are_one_input(sms, twilio, clo
     clock.advance(seconds=5)
     await sms.app[BOT].escalations.check()
     assert "Welcome" in (await twilio.wait_for(11))[10]["form"]["Body"]
+
+
+async def test_no_more_than_the_window_of_requests_wait_at_twilio_and_the_rest_follow(sms, twilio):
+    from bot.outbox import WINDOW
+    from tests.test_escalation import eventually
+
+    twilio.hold = asyncio.Event()  # Twilio takes each request and does not answer yet
+    workers = [f"+6017{n:07d}" for n in range(WINDOW + 16)]
+    for worker in workers:
+        assert (await post(sms, webhook("hi", sender=worker))).status == 200
+    await eventually(lambda: len(twilio.calls) >= WINDOW)
+    await asyncio.sleep(0.3)
+    assert len(twilio.calls) == WINDOW, "the other replies wait in the outbox"
+    twilio.hold.set()
+    sent = await twilio.wait_for(len(workers))
+    assert sorted(call["form"]["To"] for call in sent) == sorted(workers)

@@ -250,7 +250,7 @@ def plans(store, call) -> list[str]:
     return [" ".join(row[-1] for row in store.db.execute(f"EXPLAIN QUERY PLAN {sql}")) for sql in statements]
 
 
-def test_the_queries_of_every_message_read_no_more_than_they_need(store):
+def test_the_queries_of_every_message_and_every_second_read_no_more_than_they_need(store):
     worker = store.contact("sms", "+60123456789", NOW)
     for n in range(50):  # a long history: none of it may be read to count the last minute
         store.store_inbound(worker.id, "sms", f"SM{n}", {"text": "hi"}, NOW - timedelta(days=1))
@@ -261,6 +261,9 @@ def test_the_queries_of_every_message_read_no_more_than_they_need(store):
     assert "COVERING INDEX messages_inbound (contact_id=? AND created_at>?)" in count, count
     [handoff] = plans(store, lambda: store.handoff_case_for(worker.id))
     assert "INDEX cases_handoff" in handoff and "TEMP B-TREE" not in handoff, handoff
+    # and the timer's, every second: the held messages only, never every inbound message stored
+    [held] = plans(store, lambda: store.held_before(NOW))
+    assert "INDEX messages_held" in held, held
 
 
 OPERATIONS = st.lists(st.tuples(st.sampled_from(["queue", "sent", "failed", "erase"]), st.integers(0, 2)),

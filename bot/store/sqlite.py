@@ -224,9 +224,12 @@ class Store:
         return [self._unseal_json(row[1]).get("text", "") for row in rows]
 
     def held_before(self, before: datetime) -> list[tuple[int, str]]:
-        """(contact, provider id of its last held message) for every contact whose held messages are due."""
+        """(contact, provider id of its last held message) for every contact whose held messages are due.
+        Runs every second: it must read the held messages only (index ``messages_held``; only inbound messages
+        are ever held). Naming ``direction = 'in'`` here let SQLite pick ``messages_inbound`` and read every
+        inbound message ever stored: 0.9 s a second with 100,000 stored conversations."""
         return self.db.execute(
-            "SELECT contact_id, MAX(provider_id) FROM messages WHERE direction = 'in' AND status = 'held'"
+            "SELECT contact_id, MAX(provider_id) FROM messages WHERE status = 'held'"
             " GROUP BY contact_id HAVING MAX(created_at) < ?", [iso(before)]).fetchall()
 
     def queue_outbound(self, contact: Contact, body: dict, now: datetime, not_before: datetime | None = None) -> int:

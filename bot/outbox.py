@@ -142,8 +142,7 @@ class Delivery:
 
     def _finished(self, in_flight: dict[int, asyncio.Task], pending: Pending) -> None:
         in_flight.pop(pending.contact_id, None)
-        self._answered(pending)  # if the delivery ended before asking the provider
-        self._wake.set()  # that worker's next message may be due now
+        self._answered(pending)  # (a no-op if the provider answered) wakes the loop: their next message may go
 
     def _answered(self, pending: Pending) -> None:
         self._at_provider[pending.channel].discard(pending.message_id)

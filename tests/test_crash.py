@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -31,6 +32,27 @@ def start_serve(tmp_path, port: int, twilio_url: str, *options: str) -> subproce
     env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
     return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config), *options], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
+
+
+@contextlib.asynccontextmanager
+async def serving_in(folder, *options: str):
+    """`helpline serve` in ``folder`` with Twilio at a loopback fake, once healthy: (process, session, base,
+    twilio). The process is killed at the end if it still runs."""
+    twilio = FakeTwilio()
+    url = await twilio.start()
+    port = free_port()
+    process = start_serve(folder, port, url, *options)
+    session = aiohttp.ClientSession()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_healthy(session, base)
+        yield process, session, base, twilio
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        await session.close()
+        await twilio.close()
 
 
 async def wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
@@ -220,31 +242,24 @@ async def test_a_full_disk_is_a_503_never_a_200_for_a_message_not_stored(aiohttp
     n = int(refused[2:])
     assert (await post(client, webhook(f"{n} retry", sender=f"+6015{n:07d}", sid=refused))).status == 200
     await twilio.close()
+
+
 async def test_through_the_front_process_too_a_message_not_stored_is_a_503(small_disk):
     """Under `helpline serve` the front answers Twilio: it must say 503 when the server could not store."""
-    twilio = FakeTwilio()
-    url = await twilio.start()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    process = start_serve(small_disk, port, url)
     answered = {}
-    try:
-        async with aiohttp.ClientSession() as session:
-            await wait_healthy(session, base)
-            for n in range(200):
-                params = webhook(f"{n} " + "x" * 50_000, sender=f"+6016{n:07d}", sid=f"SM{n:032d}")
-                answered[params["MessageSid"]] = status = await send_sms(session, base, params)
-                if status == 503:
-                    break
-            assert 503 in answered.values(), "the disk filled up"
-            subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-            refused = next(sid for sid, status in answered.items() if status == 503)
-            n = int(refused[2:])
-            assert await send_sms(session, base, webhook(f"{n} retry", sender=f"+6016{n:07d}", sid=refused)) == 200
-    finally:
+    async with serving_in(small_disk) as (process, session, base, _twilio):
+        for n in range(200):
+            params = webhook(f"{n} " + "x" * 50_000, sender=f"+6016{n:07d}", sid=f"SM{n:032d}")
+            answered[params["MessageSid"]] = status = await send_sms(session, base, params)
+            if status == 503:
+                break
+        assert 503 in answered.values(), "the disk filled up"
+        subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+        refused = next(sid for sid, status in answered.items() if status == 503)
+        n = int(refused[2:])
+        assert await send_sms(session, base, webhook(f"{n} retry", sender=f"+6016{n:07d}", sid=refused)) == 200
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
-        await twilio.close()
     with sqlite3.connect(small_disk / "h.db") as db:
         stored = {row[0] for row in db.execute("SELECT provider_id FROM messages WHERE direction = 'in'")}
     assert stored == {sid for sid, status in answered.items() if status == 200} | {refused}

@@ -14,9 +14,7 @@ import aiohttp
 import psutil
 import pytest
 
-from tests.fakes import FakeTwilio
-from tests.test_crash import send_sms, start_serve, wait_healthy
-from tests.test_server import free_port
+from tests.test_crash import send_sms, serving_in
 from tests.test_twilio_sms import signed, webhook
 
 pytestmark = pytest.mark.timeout(120)
@@ -68,19 +66,8 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
 
 @pytest.fixture
 async def serving(tmp_path):
-    twilio = FakeTwilio()
-    url = await twilio.start()
-    port = free_port()
-    process = start_serve(tmp_path, port, url)
-    session = aiohttp.ClientSession()
-    base = f"http://127.0.0.1:{port}"
-    await wait_healthy(session, base)
-    yield process, session, base, twilio
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
-    await session.close()
-    await twilio.close()
+    async with serving_in(tmp_path) as served:
+        yield served
 
 
 async def test_the_front_reads_the_webhook_and_sends_the_reply_and_the_server_counts_it(serving):
@@ -254,20 +241,13 @@ async def test_the_front_process_does_not_outlive_a_killed_server(serving):
 
 
 async def test_neither_process_logs_a_number_or_a_text_even_at_debug(tmp_path):
-    twilio = FakeTwilio()
-    url = await twilio.start()
-    port = free_port()
-    process = start_serve(tmp_path, port, url, "--log-level", "DEBUG")
-    base = f"http://127.0.0.1:{port}"
     phone, words = "+60199988877", "my employer Tan Ah Kow took my passport"
-    async with aiohttp.ClientSession() as session:
-        await wait_healthy(session, base)
+    async with serving_in(tmp_path, "--log-level", "DEBUG") as (process, session, base, twilio):
         for text in ["hi", words]:
             assert await send_sms(session, base, webhook(text, sender=phone)) == 200
         await twilio.wait_for(2)
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    await twilio.close()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
     logged = stderr.decode()
     assert "front process started" in logged
     for secret in (phone, "99988877", "Tan Ah Kow", "Welcome to the migrant"):

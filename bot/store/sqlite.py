@@ -56,8 +56,6 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-
-
 def iso(moment: datetime) -> str:
     """How moments are stored. Cached: a message's turn stores the same moment a dozen times. (The zone is
     part of the key: equal moments in two zones are equal datetimes, but are written differently.)"""

@@ -27,6 +27,16 @@ def _config(path: str | None) -> Config:
         sys.exit(2)
 
 
+def _database_folder(config: Config) -> None:
+    """A database path in a folder that does not exist is a typo far more often than a wish: say so, make
+    nothing (neither the folder, nor a database, nor a key file)."""
+    folder = os.path.dirname(os.path.abspath(config.storage.database))
+    if not os.path.isdir(folder):
+        click.echo(f"error: the folder of the database {config.storage.database!r} ([storage] database) does not "
+                   f"exist: create {folder} first, or fix the path", err=True)
+        sys.exit(2)
+
+
 @click.group()
 @click.version_option(package_name="helpline-bot")
 def main() -> None:
@@ -55,6 +65,7 @@ def serve(config_path: str | None, log_level: str) -> None:
     from bot.store.sqlite import Store
 
     config = _config(config_path)
+    _database_folder(config)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         _key, where = load_key(config, create=True)
@@ -130,6 +141,7 @@ def chat(config_path: str | None, channel: str, address: str, language: str | No
     from bot.chat import run_chat
 
     config = _config(config_path)
+    _database_folder(config)
     logging.basicConfig(level=logging.WARNING)
     try:
         asyncio.run(run_chat(config, channel, address, language))
@@ -202,6 +214,7 @@ def _store(config_path: str | None):
     from bot.store.sqlite import Store
 
     config = _config(config_path)
+    _database_folder(config)
     try:
         return config, Store(config.storage.database, sealer_for(config))
     except DataKeyError as error:
@@ -259,8 +272,8 @@ def cases_show(reference: str, config_path: str | None, as_json: bool, by: str |
     _config_obj, store = _store(config_path)
     case = store.case(parse_reference(reference) or reference)
     if case is None:
-        click.echo(f"no case {reference}", err=True)
-        sys.exit(1)
+        click.echo(f"error: no case {reference}", err=True)
+        sys.exit(2)
     store.audit(_who(by), "view_case", f"case:{case['reference']}", None, datetime.now(UTC))
     events = store.case_events(case["id"])
     shown = {key: case[key] for key in ("reference", "status", "urgent", "kind", "category", "country",
@@ -299,6 +312,10 @@ def cases_set_status(reference: str, status: str, note: str | None, config_path:
     from bot.staff import Staff, StaffSettings
 
     config, store = _store(config_path)
+    if store.case(parse_reference(reference) or reference) is None:
+        store.close()
+        click.echo(f"error: no case {reference}", err=True)
+        sys.exit(2)
     catalogs = Catalogs(content_paths(config)[1], config.content.default_language)
     staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
                                 config.escalation.claim_timeout_minutes, config.sms.segment_budget), catalogs)

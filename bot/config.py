@@ -168,6 +168,8 @@ def _section(section_field: dataclasses.Field, values: Any, where: str, environ:
             raise ConfigError(f"{label} must be one of {', '.join(allowed)}, not {kwargs[key]!r}")
         if (name, key) in _AT_LEAST_ONE and kwargs[key] < 1:
             raise ConfigError(f"{label} must be 1 or more, not {kwargs[key]!r}")
+        if (name, key) == ("server", "port") and not 1 <= kwargs[key] <= 65535:
+            raise ConfigError(f"{label} must be a port number from 1 to 65535, not {kwargs[key]!r}")
     return cls(**kwargs)
 
 

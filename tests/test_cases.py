@@ -168,3 +168,11 @@ def test_safe_moments_in_the_workers_local_time():
     assert next_safe_moment("morning", "QA", late_doha) == datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
     assert next_safe_moment("any", "QA", late_doha) == late_doha
     assert next_safe_moment("never", "QA", late_doha) is None
+
+
+def test_an_unknown_reference_is_one_error_line_and_exit_2(client, config):
+    for command in (["cases", "show", "NOPE"], ["cases", "set-status", "NOPE", "closed"]):
+        result = CliRunner().invoke(main, command, env={"HELPLINE_STORAGE_DATABASE": config.storage.database})
+
+        assert result.exit_code == 2, command
+        assert result.stderr.strip() == "error: no case NOPE", command

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from pathlib import Path
@@ -361,3 +362,32 @@ def test_an_empty_file_gives_the_defaults(tmp_path):
     config = load_config(path, environ={})
 
     assert dataclasses.replace(config, source="defaults") == Config()
+
+
+# Values that parse but cannot work ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("port", [0, 65536, 99999, -1])
+def test_a_port_out_of_range_is_one_clear_line_and_exit_2(tmp_path, port):
+    path = write_config(tmp_path, f"[server]\nport = {port}\n")
+
+    result = run_cli("serve", "--config", str(path))
+
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"config error: {path}: [server] port must be a port number from 1 to 65535, "
+                                     f"not {port}")
+    assert "serving on" not in result.output
+
+
+def test_a_database_in_a_folder_that_does_not_exist_is_refused_and_nothing_is_made(tmp_path):
+    database = tmp_path / "no-such-folder" / "helpline.db"
+    path = write_config(tmp_path, f"[storage]\ndatabase = {json.dumps(str(database))}\n")
+
+    for command in (["serve"], ["chat"], ["cases", "list"], ["purge", "--dry-run"]):
+        result = run_cli(*command, "--config", str(path))
+
+        assert result.exit_code == 2, command
+        assert result.stderr.strip().splitlines() == [
+            f"error: the folder of the database {str(database)!r} ([storage] database) does not exist: create "
+            f"{database.parent} first, or fix the path"], command
+    assert not database.parent.exists()

@@ -226,6 +226,18 @@ def test_dangling_target_in_another_flow_names_that_flows_file(tmp_path, locales
     assert errors_in(report, folder / "main.yaml") == []
 
 
+def test_one_mistyped_target_in_the_shipped_flows_is_one_error_not_one_per_stranded_node(tmp_path, locales):
+    flows = tmp_path / "shipped-flows"
+    shutil.copytree(SHIPPED_FLOWS, flows)
+    menu = flows / "main.yaml"
+    menu.write_text(menu.read_text(encoding="utf-8").replace("value: rights, next: rights}",
+                                                              "value: rights, next: rihgts}"), encoding="utf-8")
+
+    report = check_json(write_config(tmp_path, flows, locales), expect_exit=1)
+
+    assert [e["message"] for e in report["errors"]] == ["node 'main.menu' leads to unknown node 'main.rihgts'"]
+
+
 def test_qualified_target_with_an_unknown_flow_is_dangling(tmp_path):
     main_yaml = MAIN.replace("next: language.choose", "next: nosuch.language")
 

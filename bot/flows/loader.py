@@ -347,10 +347,12 @@ def _check_links(nodes: dict[str, Node], starts: dict[str, str], problems: list[
         name = starts.get(name, name)
         return name if name in nodes else None
 
+    broken = False
     for node in nodes.values():
         for name in node.targets():
             if resolve(name) is None:
                 problems.append(Problem(node.file, node.line, f"node {node.id!r} leads to unknown node {name!r}"))
+                broken = True
     missing = [flow for flow in ENTRY_FLOWS if flow not in starts]
     for flow in missing:
         problems.append(Problem(folder, 0, f"the flow {flow!r} is missing; the bot enters it by itself"))
@@ -363,6 +365,8 @@ def _check_links(nodes: dict[str, Node], starts: dict[str, str], problems: list[
             continue
         seen.add(current)
         todo.extend(t for t in (resolve(n) for n in nodes[current].targets()) if t)
+    if broken:
+        return  # a mistyped target strands every node behind it: report the typo once, not each stranded node
     for node in nodes.values():
         if node.id not in seen:
             problems.append(Problem(node.file, node.line, f"node {node.id!r} cannot be reached from any entry"))

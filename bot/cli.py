@@ -15,6 +15,7 @@ import click
 from bot.config import Config, ConfigError, load_config
 from bot.flows.loader import FlowError
 
+CHAT_ADDRESS = "+10000000001"
 STATUS_CHOICES = ["new", "acknowledged", "in_progress", "referred", "resolved", "closed"]
 CONFIG_HELP = "TOML config file (see config.example.toml). Without it: defaults, simulator only."
 
@@ -129,22 +130,40 @@ def _single_instance(database: str):
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 @click.option("--channel", type=click.Choice(["sms", "telegram"]), default="sms", show_default=True,
               help="Which channel to play: replies are shown as that channel would show them.")
-@click.option("--from", "address", default="+10000000001", show_default=True, help="The worker's address.")
+@click.option("--from", "address", default=None, help=f"The worker's address.  [default: {CHAT_ADDRESS}]")
+@click.option("--new", "fresh", is_flag=True,
+              help="Play a worker the bot has never met (a fresh address): the same answers on every run.")
 @click.option("--language", default=None, help="The language a Telegram client would report, e.g. my.")
-def chat(config_path: str | None, channel: str, address: str, language: str | None) -> None:
+def chat(config_path: str | None, channel: str, address: str | None, fresh: bool, language: str | None) -> None:
     """Talk to the bot in the terminal, through the same pipeline and database as `serve`.
 
     Type a message and press Enter; with piped input, each line is one message:
 
-        printf 'hi\\n2\\n1\\n' | helpline chat
-    """
-    from bot.chat import run_chat
+        printf 'hi\\n2\\n1\\n' | helpline chat --new
 
+    The bot remembers each address's conversation in the database ([storage] database, made with its key
+    file on first use, and said so), so a second run from the same address goes on where the first ended.
+    """
+    import secrets
+
+    from bot.chat import run_chat
+    from bot.security import key_file_path
+
+    if fresh and address is not None:
+        raise click.UsageError("use --new or --from, not both")
+    if fresh:
+        address = ("+1555" if channel == "sms" else "9") + "".join(str(secrets.randbelow(10)) for _ in range(9))
     config = _config(config_path)
     _database_folder(config)
+    made = [config.storage.database] if not os.path.exists(config.storage.database) else []
+    if not config.security.data_key and not key_file_path(config).exists():
+        made.append(str(key_file_path(config)))
+    if made:
+        click.echo(f"helpline chat: making {' and '.join(made)} (the conversation is kept there; the key file "
+                   "is owner-only and needed to read it)", err=True)
     logging.basicConfig(level=logging.WARNING)
     try:
-        asyncio.run(run_chat(config, channel, address, language))
+        asyncio.run(run_chat(config, channel, address or CHAT_ADDRESS, language))
     except FlowError as error:
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -128,6 +130,28 @@ def test_chat_with_piped_input_uses_the_same_database(tmp_path):
     again = subprocess.run([sys.executable, "-m", "bot", "chat"], input="1\n", capture_output=True, text=True,
                            env=env, timeout=60, cwd=tmp_path)
     assert "What happened?" in again.stdout
+
+
+def test_the_readme_chat_example_gives_the_same_answers_on_every_run_and_says_what_it_makes(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    command = re.search(r"\$ (printf '[^']*' \| helpline chat[^\n]*)", readme).group(1)
+    assert "--new" in command
+    piped, options = command.split(" | helpline chat")
+    lines = piped.removeprefix("printf '").removesuffix("'").replace("\\n", "\n")
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bot", "chat", *options.split()], input=lines,
+                              capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                              env={k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")})
+
+    first, second = run(), run()
+
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert first.stdout == second.stdout
+    assert "Your employer should not keep your passport" in first.stdout
+    assert first.stderr.strip() == ("helpline chat: making helpline.db and helpline.db.key (the conversation is kept "
+                                    "there; the key file is owner-only and needed to read it)")
+    assert second.stderr.strip() == ""  # nothing new made
 
 
 def test_chat_as_telegram_shows_buttons(tmp_path):

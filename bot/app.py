@@ -19,6 +19,7 @@ from bot.content import ContentReport, check_content
 from bot.flows.loader import FlowError
 from bot.front_process import FrontProcess, FrontSockets
 from bot.http_limits import IP_LIMITERS, limit_per_ip
+from bot.i18n import normalise
 from bot.intake import Intake
 from bot.keys import BOT, DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound, Reply
@@ -98,7 +99,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
                                 config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
                         PipelineSettings(config.session.idle_minutes, config.sms.segment_budget,
-                                         config.security.messages_per_minute, config.sms.part_grace_seconds),
+                                         config.security.messages_per_minute, config.sms.part_grace_seconds,
+                                         frozenset(normalise(word) for word in config.sms.opt_out_words)),
                         staff=staff,
                         triage=Triage())
     sim = simulator.SimulatorSender()

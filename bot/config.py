@@ -75,6 +75,7 @@ class SessionConfig:
 class SmsConfig:
     segment_budget: int = 3
     part_grace_seconds: int = 3
+    opt_out_words: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

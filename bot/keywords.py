@@ -14,7 +14,9 @@ from bot.i18n import Catalogs, normalise, pgettext
 KEYWORDS: dict[str, str] = {
     "menu": pgettext("keyword", "MENU, HELP, INFO"),
     "language": pgettext("keyword", "LANG, LANGUAGE"),
-    "stop": pgettext("keyword", "STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT"),
+    "stop": pgettext("keyword", "STOP, STOPALL, UNSUBSCRIBE"),
+    # Leave what is under way (a report, a question): never an opt-out, so "cancel" does not silence a worker.
+    "leave": pgettext("keyword", "CANCEL, END, QUIT, EXIT"),
     "start": pgettext("keyword", "START"),
     # Only while opted out: "yes" is an ordinary answer otherwise.
     "opt_in": pgettext("keyword", "UNSTOP, YES"),
@@ -25,7 +27,7 @@ KEYWORDS: dict[str, str] = {
 }
 # Telegram-style commands, e.g. /start, /menu@HelplineBot.
 COMMANDS = {"start": "start", "menu": "menu", "help": "menu", "language": "language", "lang": "language",
-            "status": "status", "stop": "stop", "sos": "sos", "delete": "delete"}
+            "status": "status", "stop": "stop", "sos": "sos", "delete": "delete", "cancel": "leave"}
 ARGUMENT_TAKERS = {"status", "pin"}
 
 

@@ -44,6 +44,7 @@ class PipelineSettings:
     sms_budget: int = 3
     messages_per_minute: int = 20
     part_grace_seconds: float = 3.0
+    sms_opt_out_words: frozenset[str] = frozenset()  # normalised; a carrier's wider list of opt-out words
 
 
 class Pipeline:
@@ -193,6 +194,8 @@ class Turn:
                 self.send_nothing = True
             return self.finish()
         keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
+        if self.caps.sms and normalise(self.inbound.text) in self.p.settings.sms_opt_out_words:
+            keyword = Keyword("stop")  # the carrier's rule, on SMS only
         if keyword is not None and keyword.name == "opt_in" and not self.contact.opted_out:
             keyword = None  # "yes" is an ordinary answer unless the worker opted out
         if self.contact.opted_out:
@@ -226,6 +229,11 @@ class Turn:
             self.reply.events.append("opted_out")
             self.opt_out = True
             conversation.node = None
+            return
+        if keyword.name == "leave":
+            conversation.node = None
+            conversation.say(_("OK, we stopped there."))
+            self.enter("main.menu")
             return
         if keyword.name == "start" and keyword.argument and self.p.catalogs.best_match(keyword.argument):
             self._set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bot.app import create_app
 from bot.sms import segment_info
 from tests.conftest import SeededRandomness, Worker
@@ -89,6 +91,40 @@ async def test_stop_confirms_once_then_nothing_until_start(client, worker):
                                  json={"channel": "sms", "address": worker.address, "text": "hello?"})
     assert (await response.json())["replies"] == 0
     assert "How can we help" in await worker.text("START")
+
+
+@pytest.mark.parametrize("word", ["cancel", "END", "Quit"])
+async def test_cancel_end_and_quit_leave_a_report_without_unsubscribing(worker, word):
+    await worker.text("hi")
+    await worker.text("1")
+    assert "contact you about this report?" in await worker.text("2")  # in the middle of a report
+
+    left = await worker.text(word)
+
+    assert "OK, we stopped there." in left and "How can we help you?" in left
+    assert "no more messages" not in left
+    assert "Which country" in await worker.text("1")  # still answered: not opted out
+
+
+async def test_cancel_on_telegram_leaves_without_unsubscribing(telegram_worker):
+    await telegram_worker.text("/start")
+    for word in ("/cancel", "cancel"):
+        assert "OK, we stopped there." in await telegram_worker.text(word)
+    assert "How can we help you?" in await telegram_worker.text("menu")
+
+
+async def test_a_carriers_wider_opt_out_list_is_a_config_option_for_sms_only(aiohttp_client, config, clock):
+    config = config.replace(sms={"opt_out_words": ("CANCEL", "END", "QUIT")})
+    client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+    sms, telegram = Worker(client), Worker(client, channel="telegram", address="5550002")
+    await sms.text("hi")
+    await telegram.text("/start")
+
+    assert "no more messages" in await sms.text("cancel")
+    assert "OK, we stopped there." in await telegram.text("cancel")
+    response = await client.post("/simulator/api/send", json={"channel": "sms", "address": sms.address,
+                                                              "text": "hello?"})
+    assert (await response.json())["replies"] == 0
 
 
 async def test_duplicate_provider_id_gets_no_second_reply(client, worker):

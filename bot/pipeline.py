@@ -33,7 +33,8 @@ PAGES = "_pages"  # SMS pages not yet sent, until the worker replies 0
 SAVED = "_saved_node"
 EVIDENCE = "_evidence"  # media sent before a case exists, attached when one opens
 PAUSED = "_paused_node"  # where a worker was when danger interrupted the flow
-KEEP_AFTER_END = ("country", EVIDENCE)  # slots worth remembering between conversations
+TYPED = "_typed"  # when the worker's last typed messages came (seconds): what the flood limit counts
+KEEP_AFTER_END = ("country", EVIDENCE, TYPED)  # slots worth remembering between conversations
 NOT_DETAILS = {"language", "reference", "topic"}  # conversation slots that say nothing about the case
 MAX_SLOT_LENGTH = 2000
 
@@ -183,7 +184,7 @@ class Turn:
                 self.conversation.slots[PAUSED] = self.conversation.node
                 self.enter("danger")
             return self.finish()
-        recent = self.store.recent_inbound(self.contact.id, self.now - timedelta(minutes=1))
+        recent = self.typed_in_the_last_minute()
         limit = self.p.settings.messages_per_minute
         if recent > limit:
             # Stored all the same; one polite word, then quiet until the worker slows down.
@@ -219,6 +220,17 @@ class Turn:
             self.conversation.slots.pop(PAGES, None)
             self.answer()
         self.finish()
+
+    def typed_in_the_last_minute(self) -> int:
+        """How many messages the worker typed in the last minute, this one included; 0 for a button pressed or
+        a "0" for the next page: paging through an answer is reading, not flooding."""
+        slots = self.conversation.slots
+        if self.inbound.choice or (slots.get(PAGES) and as_number(self.inbound.text) == 0):
+            return 0
+        now = round(self.now.timestamp(), 3)
+        typed = [moment for moment in slots.get(TYPED, []) if moment > now - 60] + [now]
+        slots[TYPED] = typed[-(self.p.settings.messages_per_minute + 2):]  # enough to know the limit is passed
+        return len(typed)
 
     def keyword(self, keyword: Keyword) -> None:
         conversation = self.conversation

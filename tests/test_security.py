@@ -142,6 +142,21 @@ async def test_flooding_is_stored_answered_once_politely_and_danger_still_goes_t
     assert await worker.text("menu")
 
 
+async def test_the_flood_limit_counts_typed_messages_not_pages_asked_for_or_buttons_pressed(aiohttp_client, config,
+                                                                                            clock):
+    config = config.replace(security={"messages_per_minute": 1}, sms={"segment_budget": 1})
+    client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
+    reader, tapper = Worker(client, address="+60111000998"), Worker(client, channel="telegram", address="777")
+    pages = [await reader.text("hi")]
+    while "0" in pages[-1] and len(pages) < 8:  # "Reply 0 for more", in whatever words
+        pages.append(await reader.text("0"))
+    taps = [await tapper.text("/start")] + [await tapper.text("1", choice="1") for _ in range(4)]
+
+    assert len(pages) >= 2 and "Indonesia" in pages[-1]
+    assert not any("many messages" in reply for reply in pages + taps)
+    assert "many messages" in await reader.text("hello")  # typed: counted
+
+
 async def test_retention_reduces_old_finished_cases_to_statistics(worker, config, clock):
     reference = await report(worker)
     result = CliRunner().invoke(main, ["cases", "set-status", reference, "resolved"],

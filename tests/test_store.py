@@ -252,13 +252,10 @@ def plans(store, call) -> list[str]:
 
 def test_the_queries_of_every_message_and_every_second_read_no_more_than_they_need(store):
     worker = store.contact("sms", "+60123456789", NOW)
-    for n in range(50):  # a long history: none of it may be read to count the last minute
+    for n in range(50):  # a long history: none of it may be read
         store.store_inbound(worker.id, "sms", f"SM{n}", {"text": "hi"}, NOW - timedelta(days=1))
         store.queue_outbound(worker, {"text": "hello"}, NOW - timedelta(days=1))
     store.store_inbound(worker.id, "sms", "SMnow", {"text": "hi"}, NOW)
-    assert store.recent_inbound(worker.id, NOW - timedelta(minutes=1)) == 1
-    [count] = plans(store, lambda: store.recent_inbound(worker.id, NOW - timedelta(minutes=1)))
-    assert "COVERING INDEX messages_inbound (contact_id=? AND created_at>?)" in count, count
     [handoff] = plans(store, lambda: store.handoff_case_for(worker.id))
     assert "INDEX cases_handoff" in handoff and "TEMP B-TREE" not in handoff, handoff
     # and the timer's, every second: the held messages only, never every inbound message stored

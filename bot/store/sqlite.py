@@ -540,12 +540,6 @@ class Store:
             return None
         return pin is not None and hmac.compare_digest(row[0], self.sealer.lookup_key("pin", f"{contact_id}:{pin}"))
 
-    def recent_inbound(self, contact_id: int, since: datetime) -> int:
-        return self.db.execute(
-            "SELECT COUNT(*) FROM messages WHERE contact_id = ? AND direction = 'in' AND created_at >= ?",
-            [contact_id, iso(since)],
-        ).fetchone()[0]
-
     def purge(self, cutoff: datetime, dry_run: bool = False) -> dict[str, int]:
         """Retention: finished cases last changed before ``cutoff`` become anonymous statistics (if the worker
         did not refuse statistics) and are deleted; older messages and sessions are deleted; contacts silent

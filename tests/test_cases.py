@@ -19,6 +19,12 @@ REFERENCE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
 
 async def report(worker: Worker, *, anonymous: bool = False, safe_time: str = "3", follow_up: str = "1") -> str:
     """Walk the whole complaint flow; returns the reference the bot gives."""
+    return (await report_told(worker, anonymous=anonymous, safe_time=safe_time, follow_up=follow_up))[0]
+
+
+async def report_told(worker: Worker, *, anonymous: bool = False, safe_time: str = "3",
+                      follow_up: str = "1") -> tuple[str, str]:
+    """Walk the whole complaint flow; returns the reference and what the bot said when it gave it."""
     await worker.text("hi")
     await worker.text("1")  # English
     assert "few short questions" in await worker.text("2")  # Report a problem
@@ -39,7 +45,7 @@ async def report(worker: Worker, *, anonymous: bool = False, safe_time: str = "3
         reply = await worker.text("2")
     assert "statistics" in reply
     confirmation = await worker.text("1")
-    return REFERENCE.search(confirmation).group(1)
+    return REFERENCE.search(confirmation).group(1), confirmation
 
 
 def cli(config, *args) -> tuple[int, str]:
@@ -83,7 +89,10 @@ async def test_full_intake_over_telegram_with_buttons(telegram_worker, config):
 
 
 async def test_anonymous_report_keeps_no_contact_but_status_works_from_the_same_phone(client, worker, config):
-    reference = await report(worker, anonymous=True)
+    reference, told = await report_told(worker, anonymous=True)
+    # what is kept, said as it is: no name or number, a code of the phone for STATUS, and how to remove it
+    assert "no name or number, only a secret code of this phone so STATUS works here" in told
+    assert "did not keep your contact" not in told
     with sqlite3.connect(config.storage.database) as db:
         contact_id, key = db.execute("SELECT contact_id, reporter_key FROM cases").fetchone()
     assert contact_id is None and key and "+60" not in key

@@ -36,7 +36,6 @@ PAUSED = "_paused_node"  # where a worker was when danger interrupted the flow
 TYPED = "_typed"  # when the worker's last typed messages came (seconds): what the flood limit counts
 KEEP_AFTER_END = ("country", EVIDENCE, TYPED)  # slots worth remembering between conversations
 NOT_DETAILS = {"language", "reference", "topic"}  # conversation slots that say nothing about the case
-MAX_SLOT_LENGTH = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +284,8 @@ class Turn:
             conversation.say(_("Welcome back. Do you want to continue where you left off?"),
                              ((_("Continue"), True), (_("Start again"), True)))
             return
-        self.p.engine.answer(conversation, self.inbound.text[:MAX_SLOT_LENGTH], self.inbound.choice, self.actions)
+        # The worker's words are kept whole: every channel already bounds a message (64 kB a request).
+        self.p.engine.answer(conversation, self.inbound.text, self.inbound.choice, self.actions)
 
     def relay(self, case: dict) -> None:
         """During a hand-off the worker talks to staff, not to the flows."""

@@ -88,6 +88,24 @@ async def test_full_intake_over_telegram_with_buttons(telegram_worker, config):
     assert "employer" not in case["details"]
 
 
+async def test_the_workers_own_words_are_kept_whole_however_long(worker, config):
+    await worker.text("hi")
+    await worker.text("1")
+    await worker.text("2")
+    for answer in ("1", "1", "1", "1", "-", "1"):  # contact, wages, Malaysia, domestic, no employer, still now
+        await worker.text(answer)
+    words = " ".join(f"Day {n}: she kept my passport and my pay again." for n in range(1, 121))  # ~5,500
+    assert len(words) > 5000
+    await worker.text(words)
+    for answer in ("3", "1", "2", "1"):  # any time, follow-up yes, no referral, statistics yes
+        reply = await worker.text(answer)
+    reference = REFERENCE.search(reply).group(1)
+
+    code, output = cli(config, "cases", "show", reference, "--json")
+
+    assert code == 0 and json.loads(output)["details"]["account"] == words
+
+
 async def test_anonymous_report_keeps_no_contact_but_status_works_from_the_same_phone(client, worker, config):
     reference, told = await report_told(worker, anonymous=True)
     # what is kept, said as it is: no name or number, a code of the phone for STATUS, and how to remove it

@@ -33,6 +33,8 @@ async def run_chat(config: Config, kind: str, address: str, language: str | None
             reply = await bot.intake.submit(make_inbound(kind, address, line.rstrip("\r\n"), language_hint=language))
             await bot.simulator.wait_sent(reply.outbound_ids, REPLY_TIMEOUT)
             bodies = await bot.database.call(Store.bodies, reply.outbound_ids)
+            if len(bodies) < len(reply.outbound_ids):  # the worker erased their data: only the last words are left
+                bodies = bot.simulator.farewell(make_inbound(kind, address, "").channel, address)
             for body in bodies:
                 print(show(kind, body), file=out, flush=True)
     finally:

@@ -25,6 +25,12 @@ KEYWORDS: dict[str, str] = {
     "delete": pgettext("keyword", "DELETE, ERASE"),
     "pin": pgettext("keyword", "PIN"),
 }
+# The answers to a yes/no question, in every language (a choice whose label is "Yes" or "Yes, ..." is the
+# yes; "No" or "No, ..." the no: labels say what a choice means, values may not, as in "contact me?").
+ANSWERS: dict[str, str] = {
+    "yes": pgettext("answer", "YES, Y, OK"),
+    "no": pgettext("answer", "NO, N"),
+}
 # Telegram-style commands, e.g. /start, /menu@HelplineBot.
 COMMANDS = {"start": "start", "menu": "menu", "help": "menu", "language": "language", "lang": "language",
             "status": "status", "stop": "stop", "sos": "sos", "delete": "delete", "cancel": "leave"}
@@ -36,6 +42,26 @@ class Keyword:
     name: str
     argument: str = ""
     command: bool = False
+
+
+def says(label: str) -> str | None:
+    """"yes" or "no" for a choice labelled as one (in the flows' English), else None."""
+    for answer, word in (("yes", "Yes"), ("no", "No")):
+        if label == word or label.startswith(word + ","):
+            return answer
+    return None
+
+
+class YesNo:
+    """Every spelling of yes and no, from every catalog, built once at start."""
+
+    def __init__(self, catalogs: Catalogs):
+        self.words = {word: answer for answer, spellings in ANSWERS.items()
+                      for word in catalogs.keyword_words("answer", spellings)}
+
+    def __call__(self, text: str) -> str | None:
+        """"yes", "no", or None when ``text`` is neither."""
+        return self.words.get(normalise(text))
 
 
 class KeywordTable:

@@ -329,7 +329,7 @@ class Turn:
         saved = conversation.slots.pop(SAVED, None)
         typed = self.inbound.choice or self.inbound.text
         yes = normalise(self.p.catalogs.gettext(conversation.language, "Yes, delete my data"))
-        if as_number(typed) != 1 and normalise(typed) != yes:
+        if as_number(typed) != 1 and normalise(typed) != yes and self.p.engine.yes_no(typed) != "yes":
             conversation.node = saved if saved in self.p.flows.nodes else None
             conversation.say(_("Nothing was deleted."))
             if conversation.node:

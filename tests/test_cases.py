@@ -8,11 +8,12 @@ import sqlite3
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from click.testing import CliRunner
 
 from bot.cases import can_move, next_safe_moment
 from bot.cli import main
-from tests.conftest import Worker
+from tests.conftest import Worker, unsealed
 
 REFERENCE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
 
@@ -104,6 +105,19 @@ async def test_the_workers_own_words_are_kept_whole_however_long(worker, config)
     code, output = cli(config, "cases", "show", reference, "--json")
 
     assert code == 0 and json.loads(output)["details"]["account"] == words
+
+
+@pytest.mark.parametrize(("language", "answer", "anonymous"), [("1", "yes", "no"), ("1", "NO", "yes"),
+                                                               ("5", "हो", "no"), ("3", "tidak", "yes")])
+async def test_yes_and_no_in_any_language_mean_what_the_question_asks(worker, config, language, answer, anonymous):
+    await worker.text("hi")
+    await worker.text(language)
+    await worker.text("2")  # Report a problem: "Do you want us to be able to contact you?"
+
+    await worker.text(answer)
+
+    [(slots,)] = unsealed(config, "SELECT slots FROM sessions")
+    assert json.loads(slots)["anonymous"] == anonymous
 
 
 async def test_anonymous_report_keeps_no_contact_but_status_works_from_the_same_phone(client, worker, config):

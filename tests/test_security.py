@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from bot.app import create_app
@@ -113,6 +114,37 @@ async def test_delete_after_one_confirmation_erases_and_tells_staff_of_an_open_c
     [(details, country, category, contact_id)] = unsealed(
         config, "SELECT details, country, category, contact_id FROM cases WHERE reference = ?", (reference,))
     assert details == "{}" and country == "MY" and category == "wages" and contact_id is None
+
+
+@pytest.mark.parametrize("yes", ["YES", "yes", "ok", "1"])
+async def test_delete_is_confirmed_by_any_yes_and_the_last_message_says_it_is_done(client, yes):
+    worker = Worker(client, address="+60111000777")
+    await worker.text("hi")
+    await worker.text("1")
+    assert "Delete now?" in await worker.text("DELETE")
+
+    assert await worker.text(yes) == "Your data has been deleted. You can write to us again at any time."
+
+
+async def test_delete_is_confirmed_by_yes_in_the_workers_language(client):
+    worker = Worker(client, address="+60111000778")
+    await worker.text("hi")
+    await worker.text("3")  # Bahasa Indonesia
+    await worker.text("DELETE")
+
+    farewell = await worker.text("ya")
+
+    assert "Nothing was deleted" not in farewell and farewell == await translated("id", "Your data has been deleted. "
+                                                                                      "You can write to us again at "
+                                                                                      "any time.")
+
+
+async def translated(language: str, msgid: str) -> str:
+    from bot.config import load_config
+    from bot.content import content_paths
+    from bot.i18n import Catalogs
+
+    return Catalogs(content_paths(load_config(None, environ={}))[1]).gettext(language, msgid)
 
 
 async def test_a_pin_protects_status(worker):

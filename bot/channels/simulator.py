@@ -24,6 +24,7 @@ from bot.store.sqlite import Pending, Store
 CHANNELS = {"sms": "simulator-sms", "telegram": "simulator-telegram"}
 PAGE = Path(__file__).resolve().parent.parent / "static" / "simulator.html"
 MAX_TEXT = 10_000
+LAST_WORDS_KEPT = 1000
 POLL_SECONDS = 20.0
 
 
@@ -35,9 +36,23 @@ class SimulatorSender:
         self.sent: set[int] = set()
         self.version = 0
         self._ids = itertools.count(1)
+        # The last message to a worker who erased their data, as their phone would show it: once it is sent,
+        # nothing of them is left in the database to show it from. In memory only, the few most recent.
+        self.last_words: dict[tuple[str, str], list[dict]] = {}
 
     async def send(self, pending: Pending) -> str:
+        if pending.body.get("erase_after"):
+            if len(self.last_words) >= LAST_WORDS_KEPT:
+                self.last_words.pop(next(iter(self.last_words)))
+            self.last_words.setdefault((pending.channel, pending.address), []).append({
+                "id": pending.message_id, "direction": "out", "text": pending.body.get("text", ""),
+                "buttons": pending.body.get("buttons", []), "status": "sent"})
         return f"SIM{pending.message_id}-{next(self._ids)}"
+
+    def farewell(self, channel: str, address: str) -> list[dict]:
+        """What was said to this erased worker, shown once (message ids are no guide: with the worker's
+        messages deleted, SQLite may give the last one an id lower than theirs were)."""
+        return self.last_words.pop((channel, address), [])
 
     async def changed(self, sent_message_id: int | None = None) -> None:
         """Called once a change is committed, so a waiter that looks again finds it."""
@@ -129,6 +144,7 @@ def routes() -> list[web.RouteDef]:
                 found = await database.call(_conversation, CHANNELS[kind], address, after)
             except RuntimeError:  # shutting down: the database is closed
                 raise web.HTTPServiceUnavailable(text="shutting down") from None
+            found = found or sender.farewell(CHANNELS[kind], address)
             gone = request.transport is None or request.transport.is_closing()
             if found or gone or loop.time() >= deadline:
                 return web.json_response({"messages": found})

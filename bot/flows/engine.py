@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bot.flows.model import FlowSet, Node
 from bot.i18n import Catalogs, _, as_number, normalise
+from bot.keywords import YesNo, says
 
 MAX_STEPS = 200
 
@@ -52,6 +53,7 @@ class Engine:
     def __init__(self, flows: FlowSet, catalogs: Catalogs):
         self.flows = flows
         self.catalogs = catalogs
+        self.yes_no = YesNo(catalogs)
 
     def enter(self, conversation: Conversation, target: str, actions: Actions) -> None:
         """Run from ``target`` until the flow waits for an answer or ends."""
@@ -157,6 +159,11 @@ class Engine:
         typed = normalise(text)
         if not typed:
             return None
+        answer = self.yes_no(typed)
+        if answer is not None:  # "yes" in any language, at a yes/no question: by what the labels say
+            meant = [index for index, choice in enumerate(node.choices) if says(choice.label) == answer]
+            if len(meant) == 1:
+                return meant[0]
         for index, choice in enumerate(node.choices):
             names = {normalise(choice.label), normalise(self.catalogs.gettext(language, choice.label)),
                      normalise(choice.value)}

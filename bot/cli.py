@@ -51,15 +51,18 @@ def serve(config_path: str | None, log_level: str) -> None:
     from bot.app import create_app, load_content
     from bot.front_process import FrontSockets, bind
     from bot.runtime import event_loop
-    from bot.security import DataKeyError, load_key
-    from bot.store.sqlite import Store
+    from bot.security import DataKeyError, load_key, open_store
 
     config = _config(config_path)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        _key, where = load_key(config, create=True)
+        _key, where = load_key(config, create=True)  # made only for a new database
     except (DataKeyError, OSError) as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except sqlite3.Error as error:
+        click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
+                   err=True)
         sys.exit(2)
     if where.endswith("(new)"):
         click.echo(f"helpline: no data key was configured, so a new one was made in {where[:-6]} (owner-only, 0600). "
@@ -72,7 +75,10 @@ def serve(config_path: str | None, log_level: str) -> None:
         click.echo("the flows or catalogs are broken; fix them (see `helpline flows check`) and start again", err=True)
         sys.exit(1)
     try:
-        Store(config.storage.database).close()  # opens, migrates: a bad path is a clear error, not a traceback
+        open_store(config).close()  # opens, migrates, checks the key: a bad path or a wrong key is a clear error
+    except DataKeyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     except (sqlite3.Error, OSError) as error:
         click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
                    err=True)
@@ -128,6 +134,7 @@ def chat(config_path: str | None, channel: str, address: str, language: str | No
         printf 'hi\\n2\\n1\\n' | helpline chat
     """
     from bot.chat import run_chat
+    from bot.security import DataKeyError
 
     config = _config(config_path)
     logging.basicConfig(level=logging.WARNING)
@@ -137,6 +144,9 @@ def chat(config_path: str | None, channel: str, address: str, language: str | No
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(1)
+    except DataKeyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         pass
 
@@ -198,12 +208,11 @@ def cases() -> None:
 
 
 def _store(config_path: str | None):
-    from bot.security import DataKeyError, sealer_for
-    from bot.store.sqlite import Store
+    from bot.security import DataKeyError, open_store
 
     config = _config(config_path)
     try:
-        return config, Store(config.storage.database, sealer_for(config))
+        return config, open_store(config)
     except DataKeyError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)

@@ -74,6 +74,8 @@ def serve(config_path: str | None, log_level: str) -> None:
             click.echo(f"error: {problem}", err=True)
         click.echo("the flows or catalogs are broken; fix them (see `helpline flows check`) and start again", err=True)
         sys.exit(1)
+    lock = _single_instance(config.storage.database, f"error: another `helpline serve` is already using "
+                            f"{config.storage.database}; stop it first (two would answer every message twice)")
     try:
         open_store(config).close()  # opens, migrates, checks the key: a bad path or a wrong key is a clear error
     except DataKeyError as error:
@@ -83,7 +85,6 @@ def serve(config_path: str | None, log_level: str) -> None:
         click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
                    err=True)
         sys.exit(2)
-    lock = _single_instance(config.storage.database)
     try:
         public = bind(config.server.host, config.server.port)
     except OSError as error:
@@ -102,22 +103,40 @@ def serve(config_path: str | None, log_level: str) -> None:
         for listener in public:
             listener.close()
         private.cleanup()
-        lock.close()
+        os.close(lock)  # only now: the database is closed (see _single_instance)
 
 
-def _single_instance(database: str):
-    """Hold an exclusive lock beside the database for as long as `serve` runs: a second `serve` on the same
-    database would send every reply twice and race the timers, so it refuses to start."""
+def _single_instance(database: str, busy: str, create: bool = True) -> int:
+    """Take an exclusive lock on the database file, for as long as `serve` (or `rotate-key`) runs: a second
+    `serve` would send every reply twice and race the timers, and `rotate-key` under a running `serve` would
+    leave it sealing with the old key. Exits 2 with ``busy`` when another holds it. Returns the locked fd.
+
+    The lock is flock(2) on an fd of the database file itself, so it follows the file, not the way it is
+    named: a symlink, a relative path, `..` or a hard link reach the same inode, hence the same lock. (A lock
+    file named after the path gave each spelling its own lock; one named after the resolved path still misses
+    hard links and bind mounts.) On Linux, flock locks are apart from the POSIX (fcntl) locks SQLite takes on
+    the same file (not on NFS, where SQLite's WAL does not work anyway). But closing any fd of a file drops
+    all this process's POSIX locks on it, SQLite's included: so the lock is taken before SQLite opens the
+    file, and its fd is closed only once SQLite has closed it (it is not inherited: the front process is
+    spawned, and Python's fds are close-on-exec)."""
     import fcntl
 
-    handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held for the life of the process
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        click.echo(f"error: another `helpline serve` is already using {database}; stop it first "
-                   "(two would answer every message twice)", err=True)
+        fd = os.open(database, os.O_RDONLY | (os.O_CREAT if create else 0) | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        click.echo(f"error: there is no database at {database} ([storage] database)", err=True)
         sys.exit(2)
-    return handle
+    except OSError as error:
+        click.echo(f"error: cannot open the database {database!r} ([storage] database): {error.strerror or error}",
+                   err=True)
+        sys.exit(2)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)  # safe: SQLite has not opened the file in this process
+        click.echo(busy, err=True)
+        sys.exit(2)
+    return fd
 
 
 @main.command()
@@ -372,6 +391,17 @@ def rotate_key(config_path: str | None) -> None:
     With a key file, the file is replaced once the database is rewritten. With a key in config or the
     environment, the new key is printed: put it there before the next start.
     """
+    config = _config(config_path)
+    lock = _single_instance(config.storage.database, f"error: `helpline serve` (or another `rotate-key`) is using "
+                            f"{config.storage.database}; stop it first: a running serve would go on sealing new "
+                            "messages with the old key, which the new key cannot open", create=False)
+    try:
+        _rotate_key(config_path)
+    finally:
+        os.close(lock)  # only now: the database is closed (see _single_instance)
+
+
+def _rotate_key(config_path: str | None) -> None:
     from datetime import UTC, datetime
 
     from bot.security import CryptoSealer, DataKeyError, key_file_path, new_key, parse_key, rotate, write_key_file

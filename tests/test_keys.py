@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -265,3 +266,45 @@ def test_a_key_file_others_can_read_is_warned_about_once_and_the_helpline_still_
     key.chmod(0o600)
     quiet = python_bot("cases", "list", env={"HELPLINE_STORAGE_DATABASE": config.storage.database})
     assert quiet.returncode == 0 and "can be read" not in quiet.stderr
+
+
+# One serve per database file; rotate-key never under it -------------------------------------------------
+
+
+def test_a_second_serve_through_another_path_to_the_same_database_is_refused(tmp_path):
+    database = tmp_path / "h.db"
+    port = free_port()
+    with Serving(write_config(tmp_path, database, port=port), port, tmp_path) as serving:
+        key = f"{database}.key"
+        (tmp_path / "link.db").symlink_to(database)
+        (tmp_path / "sub").mkdir()
+        os.link(database, tmp_path / "hard.db")  # another name for the same file
+        others = {"symlink": tmp_path / "link.db", "relative with ..": "../sub/../h.db",
+                  "hard link": tmp_path / "hard.db"}
+        for name, path in others.items():
+            second = python_bot("serve", "--config", str(write_config(tmp_path, path, port=free_port(), key_file=key)),
+                                cwd=tmp_path / "sub")
+            assert second.returncode == 2, (name, second.stderr)
+            assert f"error: another `helpline serve` is already using {path}; stop it first" in second.stderr, name
+        assert get(f"{serving.base}/healthz")[0] == 200, "the first one is untouched"
+
+
+def test_rotate_key_refuses_while_serve_runs_and_works_once_it_stopped(tmp_path):
+    database = tmp_path / "h.db"
+    port = free_port()
+    env = {"HELPLINE_STORAGE_DATABASE": str(database)}
+    with Serving(write_config(tmp_path, database, port=port), port, tmp_path) as serving:
+        key = Path(f"{database}.key").read_text()
+        request = urllib.request.Request(f"{serving.base}/simulator/api/send", method="POST",
+                                         data=b'{"channel": "sms", "address": "+6011", "text": "hi"}',
+                                         headers={"Content-Type": "application/json"})
+        assert urllib.request.urlopen(request, timeout=10).status == 200  # a worker it holds in memory
+        refused = python_bot("rotate-key", env=env)
+        assert refused.returncode == 2, refused.stdout
+        assert f"error: `helpline serve` (or another `rotate-key`) is using {database}; stop it first" in refused.stderr
+        assert Path(f"{database}.key").read_text() == key and not Path(f"{database}.key.new").exists()
+        assert get(f"{serving.base}/healthz")[0] == 200
+        serving.stop()
+    rotated = python_bot("rotate-key", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "'contacts': 1" in rotated.stdout and Path(f"{database}.key").read_text() != key

@@ -374,9 +374,18 @@ def backup(target: str, config_path: str | None) -> None:
     if Path(target).exists():
         click.echo(f"error: {target} exists; choose a new file", err=True)
         sys.exit(2)
+    if not Path(target).parent.is_dir():
+        click.echo(f"error: the folder {Path(target).parent} does not exist; make it, or choose another place for "
+                   "the backup", err=True)
+        sys.exit(2)
     config, store = _store(config_path)
     try:
         store.backup(target)
+    except (sqlite3.Error, OSError) as error:
+        for left in (Path(target), Path(f"{target}-journal")):  # a half-written copy is no backup
+            left.unlink(missing_ok=True)
+        click.echo(f"error: cannot write the backup {target}: {error}; nothing was kept", err=True)
+        sys.exit(2)
     finally:
         store.close()
     click.echo(f"backed up {config.storage.database} to {target} ({Path(target).stat().st_size} bytes); "

@@ -308,3 +308,16 @@ def test_rotate_key_refuses_while_serve_runs_and_works_once_it_stopped(tmp_path)
     rotated = python_bot("rotate-key", env=env)
     assert rotated.returncode == 0, rotated.stderr
     assert "'contacts': 1" in rotated.stdout and Path(f"{database}.key").read_text() != key
+
+
+# Backups ------------------------------------------------------------------------------------------------
+
+
+def test_backup_to_a_folder_that_does_not_exist_is_a_clear_error_and_makes_nothing(config, tmp_path):
+    make_database(config)
+    target = tmp_path / "no" / "such" / "folder" / "copy.db"
+    result = cli("backup", str(target), env={"HELPLINE_STORAGE_DATABASE": config.storage.database})
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), "no traceback"
+    assert result.stderr.startswith(f"error: the folder {target.parent} does not exist")
+    assert not (tmp_path / "no").exists()

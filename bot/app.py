@@ -27,7 +27,7 @@ from bot.metrics import Metrics
 from bot.outbox import Delivery, Sender
 from bot.pipeline import Pipeline, PipelineSettings
 from bot.runtime import quiet_libraries
-from bot.security import sealer_for
+from bot.security import open_store, sealer_for
 from bot.staff import EscalationTimer, Staff, StaffSettings
 from bot.store.sqlite import Database, Pending, Store
 from bot.triage import Triage
@@ -94,7 +94,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     assert content.flows is not None and content.catalogs is not None
     metrics = Metrics()
     sealer = sealer_for(config, create=True)
-    database = Database(lambda: Store(config.storage.database, sealer))
+    database = Database(lambda: open_store(config, sealer))  # refuses a key that is not this database's
     staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
                                 config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),

@@ -62,16 +62,19 @@ def serve(config_path: str | None, log_level: str) -> None:
     from bot.app import create_app, load_content
     from bot.front_process import FrontSockets, bind
     from bot.runtime import event_loop
-    from bot.security import DataKeyError, load_key
-    from bot.store.sqlite import Store
+    from bot.security import DataKeyError, load_key, open_store
 
     config = _config(config_path)
     _database_folder(config)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        _key, where = load_key(config, create=True)
+        _key, where = load_key(config, create=True)  # made only for a new database
     except (DataKeyError, OSError) as error:
         click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except sqlite3.Error as error:
+        click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
+                   err=True)
         sys.exit(2)
     if where.endswith("(new)"):
         click.echo(f"helpline: no data key was configured, so a new one was made in {where[:-6]} (owner-only, 0600). "
@@ -83,13 +86,17 @@ def serve(config_path: str | None, log_level: str) -> None:
             click.echo(f"error: {problem}", err=True)
         click.echo("the flows or catalogs are broken; fix them (see `helpline flows check`) and start again", err=True)
         sys.exit(1)
+    lock = _single_instance(config.storage.database, f"error: another `helpline serve` is already using "
+                            f"{config.storage.database}; stop it first (two would answer every message twice)")
     try:
-        Store(config.storage.database).close()  # opens, migrates: a bad path is a clear error, not a traceback
+        open_store(config).close()  # opens, migrates, checks the key: a bad path or a wrong key is a clear error
+    except DataKeyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     except (sqlite3.Error, OSError) as error:
         click.echo(f"error: cannot open the database {config.storage.database!r} ([storage] database): {error}",
                    err=True)
         sys.exit(2)
-    lock = _single_instance(config.storage.database)
     try:
         public = bind(config.server.host, config.server.port)
     except OSError as error:
@@ -108,22 +115,40 @@ def serve(config_path: str | None, log_level: str) -> None:
         for listener in public:
             listener.close()
         private.cleanup()
-        lock.close()
+        os.close(lock)  # only now: the database is closed (see _single_instance)
 
 
-def _single_instance(database: str):
-    """Hold an exclusive lock beside the database for as long as `serve` runs: a second `serve` on the same
-    database would send every reply twice and race the timers, so it refuses to start."""
+def _single_instance(database: str, busy: str, create: bool = True) -> int:
+    """Take an exclusive lock on the database file, for as long as `serve` (or `rotate-key`) runs: a second
+    `serve` would send every reply twice and race the timers, and `rotate-key` under a running `serve` would
+    leave it sealing with the old key. Exits 2 with ``busy`` when another holds it. Returns the locked fd.
+
+    The lock is flock(2) on an fd of the database file itself, so it follows the file, not the way it is
+    named: a symlink, a relative path, `..` or a hard link reach the same inode, hence the same lock. (A lock
+    file named after the path gave each spelling its own lock; one named after the resolved path still misses
+    hard links and bind mounts.) On Linux, flock locks are apart from the POSIX (fcntl) locks SQLite takes on
+    the same file (not on NFS, where SQLite's WAL does not work anyway). But closing any fd of a file drops
+    all this process's POSIX locks on it, SQLite's included: so the lock is taken before SQLite opens the
+    file, and its fd is closed only once SQLite has closed it (it is not inherited: the front process is
+    spawned, and Python's fds are close-on-exec)."""
     import fcntl
 
-    handle = open(f"{database}.lock", "a+")  # noqa: SIM115 - held for the life of the process
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        click.echo(f"error: another `helpline serve` is already using {database}; stop it first "
-                   "(two would answer every message twice)", err=True)
+        fd = os.open(database, os.O_RDONLY | (os.O_CREAT if create else 0) | os.O_CLOEXEC, 0o644)
+    except FileNotFoundError:
+        click.echo(f"error: there is no database at {database} ([storage] database)", err=True)
         sys.exit(2)
-    return handle
+    except OSError as error:
+        click.echo(f"error: cannot open the database {database!r} ([storage] database): {error.strerror or error}",
+                   err=True)
+        sys.exit(2)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)  # safe: SQLite has not opened the file in this process
+        click.echo(busy, err=True)
+        sys.exit(2)
+    return fd
 
 
 @main.command()
@@ -147,7 +172,7 @@ def chat(config_path: str | None, channel: str, address: str | None, fresh: bool
     import secrets
 
     from bot.chat import run_chat
-    from bot.security import key_file_path
+    from bot.security import DataKeyError, key_file_path
 
     if fresh and address is not None:
         raise click.UsageError("use --new or --from, not both")
@@ -155,9 +180,11 @@ def chat(config_path: str | None, channel: str, address: str | None, fresh: bool
         address = ("+1555" if channel == "sms" else "9") + "".join(str(secrets.randbelow(10)) for _ in range(9))
     config = _config(config_path)
     _database_folder(config)
-    made = [config.storage.database] if not os.path.exists(config.storage.database) else []
-    if not config.security.data_key and not key_file_path(config).exists():
-        made.append(str(key_file_path(config)))
+    made = []  # only a new database gets a key made (an existing one without its key is refused)
+    if not os.path.exists(config.storage.database):
+        made.append(config.storage.database)
+        if not config.security.data_key and not key_file_path(config).exists():
+            made.append(str(key_file_path(config)))
     if made:
         click.echo(f"helpline chat: making {' and '.join(made)} (the conversation is kept there; the key file "
                    "is owner-only and needed to read it)", err=True)
@@ -168,6 +195,9 @@ def chat(config_path: str | None, channel: str, address: str | None, fresh: bool
         for problem in error.problems:
             click.echo(f"error: {problem}", err=True)
         sys.exit(1)
+    except DataKeyError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         pass
 
@@ -229,13 +259,12 @@ def cases() -> None:
 
 
 def _store(config_path: str | None):
-    from bot.security import DataKeyError, sealer_for
-    from bot.store.sqlite import Store
+    from bot.security import DataKeyError, open_store
 
     config = _config(config_path)
     _database_folder(config)
     try:
-        return config, Store(config.storage.database, sealer_for(config))
+        return config, open_store(config)
     except DataKeyError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
@@ -382,9 +411,18 @@ def backup(target: str, config_path: str | None) -> None:
     if Path(target).exists():
         click.echo(f"error: {target} exists; choose a new file", err=True)
         sys.exit(2)
+    if not Path(target).parent.is_dir():
+        click.echo(f"error: the folder {Path(target).parent} does not exist; make it, or choose another place for "
+                   "the backup", err=True)
+        sys.exit(2)
     config, store = _store(config_path)
     try:
         store.backup(target)
+    except (sqlite3.Error, OSError) as error:
+        for left in (Path(target), Path(f"{target}-journal")):  # a half-written copy is no backup
+            left.unlink(missing_ok=True)
+        click.echo(f"error: cannot write the backup {target}: {error}; nothing was kept", err=True)
+        sys.exit(2)
     finally:
         store.close()
     click.echo(f"backed up {config.storage.database} to {target} ({Path(target).stat().st_size} bytes); "
@@ -399,6 +437,17 @@ def rotate_key(config_path: str | None) -> None:
     With a key file, the file is replaced once the database is rewritten. With a key in config or the
     environment, the new key is printed: put it there before the next start.
     """
+    config = _config(config_path)
+    lock = _single_instance(config.storage.database, f"error: `helpline serve` (or another `rotate-key`) is using "
+                            f"{config.storage.database}; stop it first: a running serve would go on sealing new "
+                            "messages with the old key, which the new key cannot open", create=False)
+    try:
+        _rotate_key(config_path)
+    finally:
+        os.close(lock)  # only now: the database is closed (see _single_instance)
+
+
+def _rotate_key(config_path: str | None) -> None:
     from datetime import UTC, datetime
 
     from bot.security import CryptoSealer, DataKeyError, key_file_path, new_key, parse_key, rotate, write_key_file

@@ -2,8 +2,9 @@
 
 The data key is 32 random bytes, written in base64: ``[security] data_key`` (better the environment,
 ``HELPLINE_SECURITY_DATA_KEY``) or a key file (``[security] key_file``, default: beside the database, made
-with 0600 permissions on first start). Two subkeys are derived from it with HKDF, one to encrypt, one to
-hash addresses, so the lookup column says nothing without the key.
+with 0600 permissions on first start of a new database). Two subkeys are derived from it with HKDF, one to
+encrypt, one to hash addresses, so the lookup column says nothing without the key; a third derivation, under
+its own label, is the key's fingerprint, kept in the database so that a wrong key is refused at open.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 import os
 import secrets
+import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -21,9 +24,15 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bot.config import Config
+from bot.store.sqlite import KeyMismatch, Store
+
+log = logging.getLogger(__name__)
 
 PREFIX = "v1:"
 KEY_BYTES = 32
+# HKDF's label for the fingerprint: an output independent of the two subkeys (other label), so the stored
+# fingerprint tells one key from another and nothing else about it.
+FINGERPRINT_LABEL = b"helpline key fingerprint v1"
 
 
 class DataKeyError(Exception):
@@ -31,14 +40,18 @@ class DataKeyError(Exception):
 
 
 class CryptoSealer:
-    """Seals text with AES-256-GCM (a random 96-bit nonce per value); lookup keys are HMAC-SHA256."""
+    """Seals text with AES-256-GCM (a random 96-bit nonce per value); lookup keys are HMAC-SHA256.
+    ``where`` says where the key came from, for messages; ``fingerprint`` identifies the key."""
 
-    def __init__(self, data_key: bytes):
+    def __init__(self, data_key: bytes, where: str = "the data key"):
         if len(data_key) != KEY_BYTES:
             raise DataKeyError(f"the data key must be {KEY_BYTES} bytes (base64 of 32 random bytes)")
         derived = HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=b"helpline data key v1").derive(data_key)
         self._aead = AESGCM(derived[:32])
         self._mac_key = derived[32:]
+        self.where = where
+        self.fingerprint = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                info=FINGERPRINT_LABEL).derive(data_key).hex()
 
     def seal(self, text: str) -> str:
         nonce = os.urandom(12)  # what secrets.token_bytes returns, without its Python layers
@@ -80,17 +93,41 @@ def key_file_path(config: Config) -> Path:
 
 
 def load_key(config: Config, create: bool = False) -> tuple[bytes, str]:
-    """The data key and where it came from. With ``create``, a missing key file is made (0600)."""
+    """The data key and where it came from. With ``create``, a missing key file is made (0600), but only for
+    a new database: one that holds data is refused (:class:`DataKeyError`), as a new key would not open it."""
     if config.security.data_key:
         return parse_key(config.security.data_key, "[security] data_key"), "config"
     path = key_file_path(config)
     if path.exists():
+        _warn_if_others_can_use(path)
         return parse_key(path.read_text(encoding="ascii"), str(path)), str(path)
+    database = config.storage.database
+    if Store.holds_data(database):
+        raise DataKeyError(
+            f"the database {database} holds data sealed with a data key, and that key is not here: neither "
+            f"[security] data_key nor HELPLINE_SECURITY_DATA_KEY is set, and there is no key file {path} "
+            f"([security] key_file). Restore the key from where you keep it (put the file back at {path}, or "
+            "set HELPLINE_SECURITY_DATA_KEY) and start again. A new key would not open this data, so none was made")
     if not create:
         raise DataKeyError(f"no data key: set [security] data_key (or HELPLINE_SECURITY_DATA_KEY) or create "
-                        f"{path} by starting `helpline serve` once")
+                           f"{path} by starting `helpline serve` once")
     write_key_file(path, new_key())
     return parse_key(path.read_text(encoding="ascii"), str(path)), f"{path} (new)"
+
+
+# Key files already warned about: `serve` reads its key more than once (the check before it listens, then
+# the bot), and one warning is enough.
+_warned: set[str] = set()
+
+
+def _warn_if_others_can_use(path: Path) -> None:
+    """Warn (not refuse: see docs/SECURITY.md, Keys) when the key file's group or others may read or write it."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077 and str(path) not in _warned:
+        _warned.add(str(path))
+        log.warning("the data key file %s can be read or written by its group or others (mode %04o): with it and "
+                    "a copy of the database anyone reads every worker's data. Run `chmod 600 %s`; if someone "
+                    "else may have read it, run `helpline rotate-key` (with `serve` stopped)", path, mode, path)
 
 
 def write_key_file(path: Path, key: str) -> None:
@@ -105,8 +142,36 @@ def write_key_file(path: Path, key: str) -> None:
 
 
 def sealer_for(config: Config, create: bool = False) -> CryptoSealer:
-    key, _where = load_key(config, create=create)
-    return CryptoSealer(key)
+    key, where = load_key(config, create=create)
+    return CryptoSealer(key, "[security] data_key (or HELPLINE_SECURITY_DATA_KEY)" if where == "config"
+                        else where.removesuffix(" (new)"))
+
+
+def open_store(config: Config, sealer: CryptoSealer | None = None, *, create_key: bool = False) -> Store:
+    """The database, opened with its data key (``sealer``, else the configured one) and checked against the
+    key fingerprint it holds. Raises :class:`DataKeyError`, saying what to do, when the key is missing or is
+    not this database's; nothing is changed then."""
+    sealer = sealer or sealer_for(config, create=create_key)
+    try:
+        return Store(config.storage.database, sealer)
+    except KeyMismatch as error:
+        raise DataKeyError(_wrong_key(config, sealer, error)) from None
+
+
+def _wrong_key(config: Config, sealer: CryptoSealer, error: KeyMismatch) -> str:
+    message = (f"the data key in {sealer.where} is not the one the database {config.storage.database} was sealed "
+               f"with ({error}). Restore the right key from where you keep it ([security] key_file, or [security] "
+               "data_key / HELPLINE_SECURITY_DATA_KEY) and start again; nothing was changed")
+    pending = key_file_path(config).with_name(key_file_path(config).name + ".new")
+    if not config.security.data_key and error.stored and pending.exists():
+        try:
+            with_pending = CryptoSealer(parse_key(pending.read_text(encoding="ascii"), str(pending)))
+        except (DataKeyError, OSError):
+            return message
+        if hmac.compare_digest(with_pending.fingerprint, error.stored):
+            message += (f". {pending} holds the key the database is sealed with now (a `helpline rotate-key` "
+                        f"stopped before it replaced the key file): move it to {key_file_path(config)}")
+    return message
 
 
 # Every sealed column, by table: what rotate-key re-encrypts.
@@ -143,5 +208,6 @@ def rotate(store, new: CryptoSealer) -> dict[str, int]:
         # Provider ids of messages to workers are kept as keyed hashes, which cannot be recomputed: forget
         # them (only late delivery reports on old messages need them).
         db.execute("UPDATE messages SET provider_id = NULL WHERE direction = 'out' AND provider_id LIKE 'h:%'")
+        store.set_key_fingerprint(new.fingerprint)  # with the data: the database names its key at every commit
         store.sealer = new
     return counts

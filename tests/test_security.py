@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from bot.app import create_app
 from bot.cli import main
 from bot.security import CryptoSealer, DataKeyError, key_file_path, new_key, parse_key
-from bot.store.sqlite import Store
+from bot.store.sqlite import KeyMismatch, Store
 from tests.conftest import SeededRandomness, Worker, unsealed
 from tests.fakes import FakeTwilio
 from tests.test_cases import report
@@ -73,11 +74,13 @@ async def test_rotate_key_reencrypts_everything_and_the_conversation_goes_on(aio
     assert "re-encrypted" in result.output
     new = key_file_path(config).read_text()
     assert new != old_key and stat.S_IMODE(key_file_path(config).stat().st_mode) == 0o600
-    try:
-        Store(config.storage.database, CryptoSealer(parse_key(old_key, "old"))).case(reference)
-        raise AssertionError("the old key still opens the data")
-    except DataKeyError:
-        pass
+    old = CryptoSealer(parse_key(old_key, "old"))
+    with pytest.raises(KeyMismatch):  # the database names its new key (fingerprint), so the old is refused
+        Store(config.storage.database, old)
+    with sqlite3.connect(config.storage.database) as db:
+        [(details,)] = db.execute("SELECT details FROM cases WHERE reference = ?", [reference]).fetchall()
+    with pytest.raises(DataKeyError):
+        old.unseal(details)  # and the values themselves are sealed with the new key
     again = Worker(await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness(5))))
     again.last_id = worker.last_id
     assert "waiting for a staff member" in await again.text(f"STATUS {reference}")
@@ -87,13 +90,13 @@ def test_a_wrong_key_is_a_clear_error(config, tmp_path):
     store = Store(config.storage.database, CryptoSealer(parse_key(new_key(), "a")))
     store.contact("sms", PHONE, datetime.now(UTC))
     store.close()
-    other = Store(config.storage.database, CryptoSealer(parse_key(new_key(), "b")))
-    row = other.db.execute("SELECT address FROM contacts").fetchone()[0]
-    try:
-        other.sealer.unseal(row)
-        raise AssertionError("opened with the wrong key")
-    except DataKeyError as error:
-        assert "wrong key" in str(error)
+    other = CryptoSealer(parse_key(new_key(), "b"))
+    with pytest.raises(KeyMismatch, match="fingerprint"):  # refused at open, before anything is written
+        Store(config.storage.database, other)
+    with sqlite3.connect(config.storage.database) as db:
+        row = db.execute("SELECT address FROM contacts").fetchone()[0]
+    with pytest.raises(DataKeyError, match="wrong key"):
+        other.unseal(row)
 
 
 async def test_delete_after_one_confirmation_erases_and_tells_staff_of_an_open_case(client, worker, config):

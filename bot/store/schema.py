@@ -224,3 +224,11 @@ def m010_indexes_per_message(db: Database) -> None:
         CREATE INDEX messages_inbound ON messages (contact_id, created_at, direction) WHERE direction = 'in';
         """
     )
+
+
+@migrations()
+def m011_key_fingerprint(db: Database) -> None:
+    """A small table of facts about the database itself; the first is the data key's fingerprint (derived
+    from the key under its own label, see ``bot.security``), so a wrong or new key is refused at open
+    instead of sealing new data under a key that cannot read the old."""
+    db.executescript("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);")

@@ -30,7 +30,10 @@ T = TypeVar("T")
 
 
 class Sealer(Protocol):
-    """Turns personal fields into what is stored, and back; gives lookup keys for addresses."""
+    """Turns personal fields into what is stored, and back; gives lookup keys for addresses. ``fingerprint``
+    identifies its key (None: not checked against the database)."""
+
+    fingerprint: str | None
 
     def seal(self, text: str) -> str: ...
 
@@ -39,8 +42,27 @@ class Sealer(Protocol):
     def lookup_key(self, channel: str, address: str) -> str: ...
 
 
+class KeyMismatch(Exception):
+    """The database was sealed with another data key than the one it is opened with. ``stored`` is the
+    fingerprint the database holds (None when it holds none yet and a sealed value did not open)."""
+
+    def __init__(self, message: str, stored: str | None = None):
+        super().__init__(message)
+        self.stored = stored
+
+
+# The data key's fingerprint in the ``meta`` table (migration m011); a sealer that has none (PlainSealer) is
+# not checked.
+KEY_FINGERPRINT = "key_fingerprint"
+# Where a sealed value is found first, to check a key against a database made before fingerprints.
+_SEALED_SAMPLES = (("contacts", "address"), ("cases", "details"), ("messages", "body"), ("sessions", "slots"),
+                   ("case_events", "detail"))
+
+
 class PlainSealer:
     """Stores personal fields as they are; lookups by SHA-256 so the lookup column holds no address."""
+
+    fingerprint = None
 
     def seal(self, text: str) -> str:
         return text
@@ -95,17 +117,80 @@ class Store:
     """Every query the bot makes. Call only from the database thread (see :class:`Database`)."""
 
     def __init__(self, path: str | Path, sealer: Sealer | None = None):
+        """Open (or make) the database and bring it to the newest schema. A sealer with a ``fingerprint``
+        (the data key's) is checked against the one the database holds, before anything is migrated or
+        written: a wrong key raises :class:`KeyMismatch`. A database without one yet gets it, once a sealed
+        value it already holds (if any) opens with this key."""
         self.path = str(path)
         self.sealer = sealer or PlainSealer()
         conn = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
         self.db = sqlite_utils.Database(conn)
-        if self.path != ":memory:":
-            self.db.enable_wal()
-        self.db.execute("PRAGMA foreign_keys = ON")
-        self.db.execute("PRAGMA secure_delete = ON")  # erased data is overwritten, not left in free pages
-        self.db.execute("PRAGMA synchronous = NORMAL")
-        self.db.execute("PRAGMA busy_timeout = 5000")
-        migrations.apply(self.db)
+        try:
+            if self.path != ":memory:":
+                self.db.enable_wal()
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.execute("PRAGMA secure_delete = ON")  # erased data is overwritten, not left in free pages
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA busy_timeout = 5000")
+            fingerprint = getattr(self.sealer, "fingerprint", None)
+            recorded = self._check_key(fingerprint)
+            migrations.apply(self.db)
+            if fingerprint is not None and not recorded:
+                self.db.execute("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                                [KEY_FINGERPRINT, fingerprint])
+                self._check_key(fingerprint)  # another process may have written its own meanwhile
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def holds_data(path: str | Path) -> bool:
+        """Whether a database at ``path`` holds helpline data: a key fingerprint or any personal field. Only
+        read (a missing file is not made); a file that is not a database raises ``sqlite3.DatabaseError``."""
+        if str(path) == ":memory:" or not Path(path).exists():
+            return False
+        conn = sqlite3.connect(str(path), timeout=5.0)
+        try:
+            tables = _tables(conn)
+            if "meta" in tables and conn.execute("SELECT 1 FROM meta WHERE name = ?", [KEY_FINGERPRINT]).fetchone():
+                return True
+            return any(table in tables and conn.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone()
+                       for table, _column in _SEALED_SAMPLES)
+        finally:
+            conn.close()
+
+    def _check_key(self, fingerprint: str | None) -> bool:
+        """Raise :class:`KeyMismatch` when the sealer's key is not the database's: its fingerprint differs
+        from the stored one or, with none stored yet, a sealed value does not open with it. Returns whether
+        the database holds the fingerprint already."""
+        if fingerprint is None:
+            return False
+        conn = self.db.conn
+        tables = _tables(conn)
+        stored = None
+        if "meta" in tables:
+            row = conn.execute("SELECT value FROM meta WHERE name = ?", [KEY_FINGERPRINT]).fetchone()
+            stored = row[0] if row else None
+        if stored is not None:
+            if not hmac.compare_digest(stored, fingerprint):
+                raise KeyMismatch("the key fingerprint stored in the database is another key's", stored)
+            return True
+        for table, column in _SEALED_SAMPLES:
+            if table not in tables:
+                continue
+            row = conn.execute(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL LIMIT 1").fetchone()
+            if row is not None:
+                try:
+                    self.sealer.unseal(row[0])
+                except Exception as error:  # whatever the sealer raises: the value does not open
+                    raise KeyMismatch(f"a value stored in it does not open with this key: {error}") from None
+                return False
+        return False
+
+    def set_key_fingerprint(self, fingerprint: str) -> None:
+        """Record a new data key's fingerprint (``rotate-key``, inside its transaction)."""
+        self.db.execute("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE"
+                        " SET value = excluded.value", [KEY_FINGERPRINT, fingerprint])
 
     def close(self) -> None:
         self.db.close()
@@ -606,6 +691,10 @@ class Store:
 
     def _unseal_json(self, stored: str) -> dict:
         return orjson.loads(self.sealer.unseal(stored))
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 class Database:

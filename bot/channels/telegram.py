@@ -28,6 +28,7 @@ from bot.intake import Unavailable
 from bot.keys import INTAKE
 from bot.messages import Inbound
 from bot.outbox import SendError
+from bot.redact import scrub
 from bot.store.sqlite import Pending
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ class TelegramChannel:
                 return Update.de_json(attempt, self.bot)
             except Exception as error:  # anything PTB cannot read is not an update we take
                 failure = error
-        log.warning("telegram update %s could not be read: %s", data.get("update_id"), failure)
+        log.warning("telegram update %s could not be read: %s", data.get("update_id"), scrub(str(failure)))
         return None
 
     def inbound(self, update: Update, data: dict) -> Inbound | None:

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import sqlite_utils
 
+from bot.redact import scrub
 from bot.store.schema import migrations
 
 T = TypeVar("T")
@@ -306,7 +307,7 @@ class Store:
     def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
         self.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE message_id = ?",
-            [error, iso(next_attempt_at), message_id],
+            [scrub(error), iso(next_attempt_at), message_id],
         )
 
     def mark_failed(self, message_id: int, error: str, now: datetime) -> None:
@@ -315,7 +316,7 @@ class Store:
             self.db.execute(
                 "UPDATE messages SET status = 'failed', updated_at = ? WHERE id = ?", [iso(now), message_id]
             )
-            self.audit("delivery", "message_failed", str(message_id), error, now)
+            self.audit("delivery", "message_failed", str(message_id), scrub(error), now)
 
     def record_status(self, channel: str, provider_id: str, status: str, error: str | None) -> bool:
         """A provider's delivery report on an outbound message; a late report never moves a status back."""
@@ -330,7 +331,7 @@ class Store:
             self.db.execute("UPDATE messages SET status = ?, updated_at = ? WHERE id = ?",
                             [status, iso(_utcnow()), row[0]])
         if error:
-            self.audit("provider", "delivery_error", f"message:{row[0]}", f"{status} {error}", _utcnow())
+            self.audit("provider", "delivery_error", f"message:{row[0]}", scrub(f"{status} {error}"), _utcnow())
         return True
 
     def delayed_workers(self, before: datetime) -> list[int]:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from bot import sms
 from bot.cases import STATUS_NAMES, new_reference, parse_reference
 from bot.clock import Clock, Randomness
+from bot.flows.actions import ACTIONS
 from bot.flows.engine import Conversation, Engine, Say
 from bot.flows.model import FlowSet
 from bot.i18n import Catalogs, _, as_number, normalise
@@ -228,7 +229,7 @@ class Turn:
             conversation.node = None
             return
         if keyword.name == "start" and keyword.argument and self.p.catalogs.best_match(keyword.argument):
-            self._set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my
+            self.set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my
         if keyword.name in ("start", "menu"):
             self.enter("main.menu" if not self.new_contact else "main")
         elif keyword.name == "language":
@@ -315,13 +316,18 @@ class Turn:
             if conversation.node:
                 self.p.engine.ask_again(conversation)
             return
+        self.erase()
+
+    def erase(self) -> None:
+        """Erase the worker's data (a confirmed DELETE, or a flow's ``erase`` action), tell staff of any open
+        case, and tell the worker in their language; that last message is the contact's last trace."""
         open_cases = self.store.erase_contact(self.contact.id, self.now, keep_address=True)
         for case in open_cases:
             self.p.staff.to_group(self.store, f"🗑 The worker of case {case['reference']} deleted their data. The "
                                               "case keeps its category, country and dates only.", case, self.now)
         self.erased = True
-        conversation.node = None
-        conversation.say(_("Your data has been deleted. You can write to us again at any time."))
+        self.conversation.node = None
+        self.conversation.say(_("Your data has been deleted. You can write to us again at any time."))
 
     def pin(self, argument: str) -> None:
         """PIN 2580 sets a PIN that STATUS then needs; PIN <old> <new> changes it, PIN <old> OFF removes it."""
@@ -356,17 +362,10 @@ class Turn:
     # Actions the flows call ------------------------------------------------------------------------
 
     def actions(self, name: str, args: dict, conversation: Conversation) -> str | None:
-        if name == "set_language":
-            self._set_language(conversation.slots.get(args.get("slot", "language")))
-        elif name == "open_case":
-            self.open_case(kind=str(args.get("kind", "complaint")), urgent=bool(args.get("urgent", False)))
-        elif name == "escalate":
-            self.escalate(urgent=bool(args.get("urgent", True)))
-        elif name == "status":
-            self.status(str(conversation.slots.get("reference", "")))
-        return None
+        """A flow's action node: the handler of that name in the one registry (the loader accepts no other)."""
+        return ACTIONS[name](self, args, conversation)
 
-    def _set_language(self, code: str | None) -> None:
+    def set_language(self, code: str | None) -> None:
         if code and self.p.catalogs.knows(code):
             self.conversation.language = code
             self.store.update_contact(self.contact.id, language=code)

@@ -224,3 +224,15 @@ def m010_indexes_per_message(db: Database) -> None:
         CREATE INDEX messages_inbound ON messages (contact_id, created_at, direction) WHERE direction = 'in';
         """
     )
+
+
+@migrations()
+def m014_status_lock(db: Database) -> None:
+    """Wrong PINs are counted per contact (the PIN is the contact's), and after too many STATUS is locked for a
+    while: a phone in someone else's hands cannot try all 10,000 four-digit PINs."""
+    db.executescript(
+        """
+        ALTER TABLE contacts ADD COLUMN pin_failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE contacts ADD COLUMN status_locked_until TEXT;
+        """
+    )

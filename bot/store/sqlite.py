@@ -596,6 +596,32 @@ class Store:
             return None
         return pin is not None and hmac.compare_digest(row[0], self.sealer.lookup_key("pin", f"{contact_id}:{pin}"))
 
+    def status_locked(self, contact_id: int, now: datetime) -> bool:
+        """Whether too many wrong PINs locked this contact's STATUS (and PIN changes) until after ``now``."""
+        row = self.db.execute("SELECT status_locked_until FROM contacts WHERE id = ?", [contact_id]).fetchone()
+        return row is not None and row[0] is not None and row[0] > iso(now)
+
+    def pin_failed(self, contact_id: int, tries: int, lock_until: datetime) -> bool:
+        """Count a wrong PIN. The ``tries``-th in a row locks STATUS until ``lock_until`` and starts the count
+        again; returns whether this one locked it."""
+        self.db.execute("UPDATE contacts SET pin_failures = pin_failures + 1 WHERE id = ?", [contact_id])
+        failures = self.db.execute("SELECT pin_failures FROM contacts WHERE id = ?", [contact_id]).fetchone()
+        if failures is None or failures[0] < tries:
+            return False
+        self.db.execute("UPDATE contacts SET pin_failures = 0, status_locked_until = ? WHERE id = ?",
+                        [iso(lock_until), contact_id])
+        return True
+
+    def pin_passed(self, contact_id: int) -> None:
+        """The right PIN: the count of wrong ones starts again."""
+        self.db.execute("UPDATE contacts SET pin_failures = 0 WHERE id = ? AND pin_failures > 0", [contact_id])
+
+    def cases_of(self, contact: Contact) -> list[dict]:
+        """Every case this contact made, open or finished, anonymous ones too (by their keyed hash)."""
+        key = self.sealer.lookup_key(contact.channel, contact.address)
+        return [self._case_row(r) for r in self._query(
+            "SELECT * FROM cases WHERE contact_id = ? OR reporter_key = ? ORDER BY id", [contact.id, key])]
+
     def recent_inbound(self, contact_id: int, since: datetime) -> int:
         return self.db.execute(
             "SELECT COUNT(*) FROM messages WHERE contact_id = ? AND direction = 'in' AND created_at >= ?",

@@ -61,12 +61,14 @@ def serve(config_path: str | None, log_level: str) -> None:
 
     from bot.app import create_app, load_content
     from bot.front_process import FrontSockets, bind
+    from bot.redact import scrub_logs
     from bot.runtime import event_loop
     from bot.security import DataKeyError, load_key, open_store
 
     config = _config(config_path)
     _database_folder(config)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    scrub_logs()  # tracebacks and library errors may quote a number or a token
     try:
         _key, where = load_key(config, create=True)  # made only for a new database
     except (DataKeyError, OSError) as error:

@@ -295,11 +295,13 @@ def run(config: Config, sock: socket.socket, listeners: list[socket.socket], ser
         log_level: int) -> None:
     """The front's entry point. Ctrl-C and SIGTERM reach the whole process group, but the server decides
     when the front stops (after it flushed the outbox through it), so the front ignores them."""
+    from bot.redact import scrub_logs
     from bot.runtime import event_loop
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s [front]: %(message)s")
+    scrub_logs()
     loop = event_loop()
     try:
         loop.run_until_complete(_serve(config, sock, listeners, server_path))

@@ -11,6 +11,25 @@ IP_LIMITERS = web.AppKey("ip_limiters", dict)
 SIMULATOR_PER_MINUTE = 120
 AUTH_FAILURES_PER_MINUTE = 30
 FORWARDED_FOR = "X-Helpline-Forwarded-For"  # the client's address, on requests the front process passes on
+MAX_JSON_DEPTH = 32  # a Telegram update nests about 6 deep; PTB and our own code walk it recursively
+
+
+def too_deep(raw: bytes, data: object, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON body nests objects and lists more than ``limit`` deep: code that walks it recursively
+    (python-telegram-bot's parser, ours) would hit Python's recursion limit, a 500 with a traceback thousands of
+    lines long. Walked without recursion, and only when the body has more brackets than ``limit`` at all."""
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        for child in children:
+            if isinstance(child, (dict, list)):
+                if depth >= limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
 
 
 def client_address(request: web.Request) -> str:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from bot.clock import Clock
+from bot.redact import scrub
 from bot.store.sqlite import Database, Pending, Store
 
 log = logging.getLogger(__name__)
@@ -21,11 +22,13 @@ WINDOW = 64  # requests at each provider at once
 
 
 class SendError(Exception):
-    """A send that failed. ``permanent`` ones are not retried; ``retry_after`` is the provider's wish."""
+    """A send that failed. ``permanent`` ones are not retried; ``retry_after`` is the provider's wish. Its text
+    is scrubbed (:func:`bot.redact.scrub`): a provider's error may quote the worker's number, and this text is
+    logged, stored and shown to staff."""
 
     def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
                  code: str | None = None, opted_out: bool = False):
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.permanent = permanent
         self.retry_after = retry_after
         self.code = code
@@ -185,7 +188,7 @@ class Delivery:
             return
         except Exception as error:  # a bug or an unexpected library error: retry, never drop
             log.exception("send of message %s raised", pending.message_id)
-            await self._write(Store.mark_retry, pending.message_id, repr(error),
+            await self._write(Store.mark_retry, pending.message_id, scrub(repr(error)),
                                      now + timedelta(seconds=backoff(pending.attempts)))
             return
         await self._write(Store.mark_sent, pending.message_id, provider_id, self.clock.now())

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from bot import sms
 from bot.cases import STATUS_NAMES, new_reference, parse_reference
 from bot.clock import Clock, Randomness
+from bot.flows.actions import ACTIONS
 from bot.flows.engine import Conversation, Engine, Say
 from bot.flows.model import FlowSet
 from bot.i18n import Catalogs, _, as_number, normalise
@@ -22,7 +23,7 @@ from bot.keywords import Keyword, KeywordTable
 from bot.messages import CAPABILITIES, Inbound, Reply
 from bot.render import render
 from bot.staff import Staff, StaffSettings
-from bot.store.sqlite import Contact, Store
+from bot.store.sqlite import Contact, Store, iso
 from bot.triage import Assessment, Triage
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ PAUSED = "_paused_node"  # where a worker was when danger interrupted the flow
 TYPED = "_typed"  # when the worker's last typed messages came (seconds): what the flood limit counts
 KEEP_AFTER_END = ("country", EVIDENCE, TYPED)  # slots worth remembering between conversations
 NOT_DETAILS = {"language", "reference", "topic"}  # conversation slots that say nothing about the case
+PIN_TRIES = 5  # wrong PINs in a row before STATUS is locked
+PIN_LOCK = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +250,7 @@ class Turn:
             self.enter("main.menu")
             return
         if keyword.name == "start" and keyword.argument and self.p.catalogs.best_match(keyword.argument):
-            self._set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my
+            self.set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my
         if keyword.name in ("start", "menu"):
             self.enter("main.menu" if not self.new_contact else "main")
         elif keyword.name == "language":
@@ -335,13 +338,18 @@ class Turn:
             if conversation.node:
                 self.p.engine.ask_again(conversation)
             return
+        self.erase()
+
+    def erase(self) -> None:
+        """Erase the worker's data (a confirmed DELETE, or a flow's ``erase`` action), tell staff of any open
+        case, and tell the worker in their language; that last message is the contact's last trace."""
         open_cases = self.store.erase_contact(self.contact.id, self.now, keep_address=True)
         for case in open_cases:
             self.p.staff.to_group(self.store, f"🗑 The worker of case {case['reference']} deleted their data. The "
                                               "case keeps its category, country and dates only.", case, self.now)
         self.erased = True
-        conversation.node = None
-        conversation.say(_("Your data has been deleted. You can write to us again at any time."))
+        self.conversation.node = None
+        self.conversation.say(_("Your data has been deleted. You can write to us again at any time."))
 
     def pin(self, argument: str) -> None:
         """PIN 2580 sets a PIN that STATUS then needs; PIN <old> <new> changes it, PIN <old> OFF removes it."""
@@ -352,7 +360,9 @@ class Turn:
             self.store.set_pin(self.contact.id, digits[0])
             self.conversation.say(_("Your PIN is set. From now on, send STATUS, your case number and your PIN, "
                                     "for example: STATUS K7F3-QP9M 2580"))
-        elif has_pin and len(parts) == 2 and self.store.pin_matches(self.contact.id, parts[0]):
+        elif has_pin and len(parts) == 2 and self.pin_refused(parts[0] if parts[0] in digits else None, "PIN"):
+            return  # a change needs the old PIN: guesses count as at STATUS, or PIN <guess> <new> would try them all
+        elif has_pin and len(parts) == 2:
             new = None if normalise(parts[1]) == "off" else parts[1]
             if new is not None and not (new.isdigit() and 4 <= len(new) <= 8):
                 self.conversation.say(_("A PIN is 4 to 8 digits, for example: PIN 2580"))
@@ -376,17 +386,10 @@ class Turn:
     # Actions the flows call ------------------------------------------------------------------------
 
     def actions(self, name: str, args: dict, conversation: Conversation) -> str | None:
-        if name == "set_language":
-            self._set_language(conversation.slots.get(args.get("slot", "language")))
-        elif name == "open_case":
-            self.open_case(kind=str(args.get("kind", "complaint")), urgent=bool(args.get("urgent", False)))
-        elif name == "escalate":
-            self.escalate(urgent=bool(args.get("urgent", True)))
-        elif name == "status":
-            self.status(str(conversation.slots.get("reference", "")))
-        return None
+        """A flow's action node: the handler of that name in the one registry (the loader accepts no other)."""
+        return ACTIONS[name](self, args, conversation)
 
-    def _set_language(self, code: str | None) -> None:
+    def set_language(self, code: str | None) -> None:
         if code and self.p.catalogs.knows(code):
             self.conversation.language = code
             self.store.update_contact(self.contact.id, language=code)
@@ -438,8 +441,7 @@ class Turn:
         words = typed.split()
         pin = next((w for w in words if w.isdigit() and 4 <= len(w) <= 8), None)
         typed = " ".join(w for w in words if w != pin)
-        if self.store.pin_matches(self.contact.id, pin) is False:
-            conversation.say(_("Send STATUS, your case number and your PIN, for example: STATUS K7F3-QP9M 2580"))
+        if self.pin_refused(pin, "STATUS"):
             return
         reference = parse_reference(typed) if typed else None
         case = self.store.case(reference) if reference else None
@@ -458,6 +460,39 @@ class Turn:
         last = self.store.last_staff_message(case["id"])
         if last:
             conversation.say(_("Last message from our staff: {message}"), message=last)
+
+    def pin_refused(self, pin: str | None, where: str) -> bool:
+        """For a worker with a PIN: whether to refuse (the answer said) because the PIN is missing or wrong, or
+        because PIN_TRIES wrong ones in a row locked STATUS for PIN_LOCK (then also the right PIN is refused).
+        Every wrong PIN counts, with a reference or without, as the PIN is one for all the worker's cases:
+        counted per reference, a guesser would name other references (or none) to go on guessing."""
+        matches = self.store.pin_matches(self.contact.id, pin)
+        if matches is None:
+            return False  # no PIN: the phone that made the case is enough
+        locked = self.store.status_locked(self.contact.id, self.now)
+        if matches and not locked:
+            self.store.pin_passed(self.contact.id)
+            return False
+        if not locked and pin is not None and self.store.pin_failed(self.contact.id, PIN_TRIES, self.now + PIN_LOCK):
+            self._record_lock(where)
+            locked = True
+        if locked:
+            # Says only what the guesser already knows (a PIN is set, and their guesses were wrong); nothing of
+            # any case, and the same whichever reference was sent.
+            self.conversation.say(_("Too many wrong PINs. Please try again in one hour."))
+        elif where == "STATUS":
+            self.conversation.say(_("Send STATUS, your case number and your PIN, for example: STATUS K7F3-QP9M "
+                                    "2580"))
+        else:
+            self.conversation.say(_("A PIN is 4 to 8 digits, for example: PIN 2580"))
+        return True
+
+    def _record_lock(self, where: str) -> None:
+        """A lock is a case event on each of the worker's cases (someone may hold their phone), never the PIN."""
+        detail = f"{PIN_TRIES} wrong PINs in a row ({where}); STATUS locked until {iso(self.now + PIN_LOCK)[:16]} UTC"
+        for case in self.store.cases_of(self.contact):
+            self.store.case_event(case["id"], "status_locked", "worker", detail, self.now)
+        self.store.audit("worker", "status_locked", f"contact:{self.contact.id}", detail, self.now)
 
     # Finishing -------------------------------------------------------------------------------------
 

@@ -70,6 +70,8 @@ class FakeTwilio(_FakeServer):
             await self.hold.wait()
         if self.fail_next:
             status, body, headers = self.fail_next.pop(0)
+            if isinstance(body.get("message"), str):  # Twilio quotes the request in some errors: "{To}"
+                body = {**body, "message": body["message"].replace("{To}", form.get("To", ""))}
             call["accepted"] = False
             self.arrived.set()
             return web.json_response(body, status=status, headers=headers)
@@ -85,6 +87,12 @@ class FakeTwilio(_FakeServer):
 
 def twilio_error(status: int, code: int, message: str) -> tuple[int, dict, dict]:
     return status, {"code": code, "message": message, "more_info": "", "status": status}, {}
+
+
+def invalid_number() -> tuple[int, dict, dict]:
+    """Twilio's real answer to a message for a number it cannot send to: it quotes the number."""
+    return 400, {"code": 21211, "message": "The 'To' number {To} is not a valid phone number.",
+                 "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}, {}
 
 
 @dataclass

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 from bot.cli import main
 from bot.config import load_config
 from bot.content import content_paths
+from bot.flows.actions import ACTIONS
 from bot.flows.loader import FlowError, load_flows
-from bot.flows.model import ACTIONS, NODE_KINDS
+from bot.flows.model import NODE_KINDS
 
 SHIPPED_FLOWS, SHIPPED_LOCALES = content_paths(load_config(None, environ={}))
 

@@ -18,7 +18,8 @@ from bot.store.sqlite import Store
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports",
                   "m005_privacy", "m006_indexes_for_scale", "m007_outbox_by_channel", "m008_outbox_heads",
-                  "m009_outbox_head_set_on_insert", "m010_indexes_per_message", "m011_key_fingerprint"]
+                  "m009_outbox_head_set_on_insert", "m010_indexes_per_message", "m011_key_fingerprint",
+                  "m014_status_lock"]
 
 
 @pytest.fixture
@@ -389,9 +390,11 @@ def test_erase_contact_leaves_no_trace_of_the_address_or_name(store, path):
     assert "60123456789" not in dump
 
 
-def test_erase_contact_is_recorded_in_the_audit_log(store, path):
+def test_erase_contact_is_recorded_in_the_audit_log_without_naming_the_contact(store, path):
     worker = store.contact("sms", "+60123456789", NOW)
+    store.opt_out(worker.id, "worker", NOW)
 
     store.erase_contact(worker.id, NOW)
 
-    assert read(path, "SELECT actor, action, subject FROM audit") == [("worker", "erase", f"contact:{worker.id}")]
+    # The opt-out named the contact: gone. The erasure is recorded, naming nobody (ids are reused).
+    assert read(path, "SELECT actor, action, subject FROM audit") == [("worker", "erase", None)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import math
 import uuid
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.http_limits import MAX_JSON_DEPTH, too_deep
 from bot.intake import Unavailable
 from bot.keys import DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound
@@ -97,9 +99,12 @@ def routes() -> list[web.RouteDef]:
         if request.content_type != "application/json":  # a cross-site form cannot send JSON without CORS
             raise web.HTTPUnsupportedMediaType(text="expected application/json")
         try:
-            data = await request.json()
+            raw = await request.read()
+            data = json.loads(raw.decode(request.charset or "utf-8"))
         except (ValueError, LookupError, RecursionError, web.RequestPayloadError):
             raise web.HTTPBadRequest(text="expected a JSON body") from None
+        if too_deep(raw, data):
+            raise web.HTTPBadRequest(text=f"a message nests at most {MAX_JSON_DEPTH} levels deep")
         if not isinstance(data, dict):
             raise web.HTTPBadRequest(text="expected a JSON object")
         kind, address = data.get("channel"), data.get("address")

@@ -24,10 +24,12 @@ from telegram.ext import AIORateLimiter, Application
 
 from bot.channels.telegram_request import AiohttpRequest
 from bot.config import TelegramConfig
+from bot.http_limits import MAX_JSON_DEPTH, too_deep
 from bot.intake import Unavailable
 from bot.keys import INTAKE
 from bot.messages import Inbound
 from bot.outbox import SendError
+from bot.redact import scrub
 from bot.store.sqlite import Pending
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,14 @@ class TelegramChannel:
         if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_UPDATE_BYTES, actual_size=request.content_length)
         try:
-            data = json.loads(await request.read())
+            raw = await request.read()
+            data = json.loads(raw)
         except (ValueError, UnicodeDecodeError, RecursionError, web.RequestPayloadError):
+            log.warning("telegram webhook: not a JSON update; nothing stored")
             raise web.HTTPBadRequest(text="expected a JSON update") from None
+        if too_deep(raw, data):
+            log.warning("telegram webhook: an update nested over %d levels deep; nothing stored", MAX_JSON_DEPTH)
+            raise web.HTTPBadRequest(text=f"an update nests at most {MAX_JSON_DEPTH} levels deep")
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise web.HTTPBadRequest(text="an update is a JSON object with an update_id")
         await self.take(request.app[INTAKE], data)
@@ -142,7 +149,7 @@ class TelegramChannel:
                 return Update.de_json(attempt, self.bot)
             except Exception as error:  # anything PTB cannot read is not an update we take
                 failure = error
-        log.warning("telegram update %s could not be read: %s", data.get("update_id"), failure)
+        log.warning("telegram update %s could not be read: %s", data.get("update_id"), scrub(str(failure)))
         return None
 
     def inbound(self, update: Update, data: dict) -> Inbound | None:

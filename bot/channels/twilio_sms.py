@@ -176,7 +176,8 @@ class TwilioChannel:
             raise SendError(f"Twilio {response.status} without a message SID")
         if response.status >= 500:
             raise SendError(f"Twilio {response.status}: {message}")
-        raise SendError(f"Twilio {response.status} ({code}): {message}", permanent=True,
+        # "error 21211", not "(21211)": a status and a code side by side would read as one written number.
+        raise SendError(f"Twilio {response.status}, error {code}: {message}", permanent=True,
                         code=None if code is None else str(code))
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import yaml
 
-from bot.flows.model import ACTIONS, ENTRY_FLOWS, NODE_KINDS, Branch, Choice, FlowSet, Node, Source
+from bot.flows.actions import ACTIONS
+from bot.flows.model import ENTRY_FLOWS, NODE_KINDS, Branch, Choice, FlowSet, Node, Source
 
 
 @dataclass(frozen=True, slots=True)

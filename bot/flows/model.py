@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 NODE_KINDS = ("send", "ask", "branch", "action", "goto", "end")
-ACTIONS = ("set_language", "open_case", "escalate", "status", "erase")
 # Flows the bot itself enters: on a first message, on MENU, on LANG, on SOS.
 ENTRY_FLOWS = ("main", "language", "danger")
 

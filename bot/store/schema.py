@@ -232,3 +232,15 @@ def m011_key_fingerprint(db: Database) -> None:
     from the key under its own label, see ``bot.security``), so a wrong or new key is refused at open
     instead of sealing new data under a key that cannot read the old."""
     db.executescript("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);")
+
+
+@migrations()
+def m014_status_lock(db: Database) -> None:
+    """Wrong PINs are counted per contact (the PIN is the contact's), and after too many STATUS is locked for a
+    while: a phone in someone else's hands cannot try all 10,000 four-digit PINs."""
+    db.executescript(
+        """
+        ALTER TABLE contacts ADD COLUMN pin_failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE contacts ADD COLUMN status_locked_until TEXT;
+        """
+    )

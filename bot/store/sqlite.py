@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,9 +26,15 @@ from typing import Any, Protocol, TypeVar
 import orjson
 import sqlite_utils
 
+from bot.redact import scrub
 from bot.store.schema import migrations
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+# A worker's words in a text for staff: between “ and ” (the alert's message and danger words, a relayed message,
+# an undelivered reply). Greedy within a line: the words themselves may hold quotes; _quote keeps them on one.
+WORKER_WORDS = re.compile(r"“[^\n]*”")
+ERASED_WORDS = "“(erased at the worker's request)”"
 
 
 class Sealer(Protocol):
@@ -135,6 +143,7 @@ class Store:
             fingerprint = getattr(self.sealer, "fingerprint", None)
             recorded = self._check_key(fingerprint)
             migrations.apply(self.db)
+            self._checkpoint_due = False  # an erasure was written: empty the WAL once it is committed
             if fingerprint is not None and not recorded:
                 self.db.execute("INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                                 [KEY_FINGERPRINT, fingerprint])
@@ -224,6 +233,8 @@ class Store:
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            if self._checkpoint_due:
+                self._checkpoint()
             return
         conn.execute("SAVEPOINT helpline")
         try:
@@ -234,6 +245,19 @@ class Store:
                 conn.execute("RELEASE SAVEPOINT helpline")
             raise
         conn.execute("RELEASE SAVEPOINT helpline")
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it, so erased rows do not linger in old WAL frames
+        (``secure_delete`` overwrites them in the database itself)."""
+        self._checkpoint_due = False
+        try:
+            busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as error:
+            log.warning("after an erasure, the WAL could not be emptied (%s); it is at the next checkpoint", error)
+            return
+        if busy:
+            log.warning("after an erasure, the WAL could not be emptied (another connection reads); it is at the "
+                        "next checkpoint")
 
     def ping(self) -> bool:
         return self.db.execute("SELECT 1").fetchone() == (1,)
@@ -391,7 +415,7 @@ class Store:
     def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
         self.db.execute(
             "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE message_id = ?",
-            [error, iso(next_attempt_at), message_id],
+            [scrub(error), iso(next_attempt_at), message_id],
         )
 
     def mark_failed(self, message_id: int, error: str, now: datetime) -> None:
@@ -400,7 +424,7 @@ class Store:
             self.db.execute(
                 "UPDATE messages SET status = 'failed', updated_at = ? WHERE id = ?", [iso(now), message_id]
             )
-            self.audit("delivery", "message_failed", str(message_id), error, now)
+            self.audit("delivery", "message_failed", str(message_id), scrub(error), now)
 
     def record_status(self, channel: str, provider_id: str, status: str, error: str | None) -> bool:
         """A provider's delivery report on an outbound message; a late report never moves a status back."""
@@ -415,7 +439,7 @@ class Store:
             self.db.execute("UPDATE messages SET status = ?, updated_at = ? WHERE id = ?",
                             [status, iso(_utcnow()), row[0]])
         if error:
-            self.audit("provider", "delivery_error", f"message:{row[0]}", f"{status} {error}", _utcnow())
+            self.audit("provider", "delivery_error", f"message:{row[0]}", scrub(f"{status} {error}"), _utcnow())
         return True
 
     def delayed_workers(self, before: datetime) -> list[int]:
@@ -598,6 +622,9 @@ class Store:
             key = self.sealer.lookup_key(row[0], self.sealer.unseal(row[1]))
             cases = [self._case_row(r) for r in self._query(
                 "SELECT * FROM cases WHERE contact_id = ? OR reporter_key = ?", [contact_id, key])]
+            if cases:
+                self._erase_staff_copies({case["reference"] for case in cases}, min(c["created_at"] for c in cases))
+            self._erase_audit(contact_id)
             for case in cases:
                 self.db.execute(
                     "UPDATE cases SET details = ?, contact_id = NULL, reporter_key = NULL, handoff = 0, updated_at = ?"
@@ -611,8 +638,37 @@ class Store:
                 self.db.execute("UPDATE contacts SET name = NULL WHERE id = ?", [contact_id])
             else:
                 self.db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
-            self.audit("worker", "erase", f"contact:{contact_id}", f"{len(cases)} case(s) anonymised", now)
+            # Not "contact:<id>": an id is reused once its row is gone, and would name the next worker.
+            self.audit("worker", "erase", None, f"a worker erased their data; {len(cases)} case(s) anonymised", now)
+            self._checkpoint_due = True
         return [case for case in cases if case["status"] not in ("resolved", "closed")]
+
+    def _erase_staff_copies(self, references: set[str], since: str) -> None:
+        """The staff group's copies of an erased worker's words: in every message to staff about their cases the
+        quoted words are replaced (the alert, relays, undelivered replies; queued ones go out without them),
+        and staff members' replies to those messages, which reached the worker, are emptied."""
+        rows = self.db.execute(
+            "SELECT m.id, m.direction, m.body, m.provider_id FROM messages m JOIN contacts c ON c.id = m.contact_id"
+            " WHERE c.role = 'staff' AND m.created_at >= ? ORDER BY m.id", [since]).fetchall()
+        about_the_worker: set[str] = set()  # the provider's ids of our messages about their cases
+        for message_id, direction, stored, provider_id in rows:
+            body = self._unseal_json(stored)
+            if direction == "out" and body.get("case") in references:
+                body["text"] = WORKER_WORDS.sub(ERASED_WORDS, body.get("text", ""))
+                if provider_id:
+                    about_the_worker.add(provider_id)
+            elif direction == "in" and body.get("reply_to") in about_the_worker:
+                body["text"] = ""
+            else:
+                continue
+            self.db.execute("UPDATE messages SET body = ? WHERE id = ?", [self._seal_json(body), message_id])
+
+    def _erase_audit(self, contact_id: int) -> None:
+        """Audit rows that name a worker or one of their messages (opt-outs, failed deliveries)."""
+        self.db.execute(
+            "DELETE FROM audit WHERE subject = ? OR subject IN (SELECT 'message:' || id FROM messages WHERE"
+            " contact_id = ?) OR (action = 'message_failed' AND subject IN (SELECT CAST(id AS TEXT) FROM messages"
+            " WHERE contact_id = ?))", [f"contact:{contact_id}", contact_id, contact_id])
 
     def set_pin(self, contact_id: int, pin: str | None) -> None:
         value = None if pin is None else self.sealer.lookup_key("pin", f"{contact_id}:{pin}")
@@ -624,6 +680,32 @@ class Store:
         if row is None or row[0] is None:
             return None
         return pin is not None and hmac.compare_digest(row[0], self.sealer.lookup_key("pin", f"{contact_id}:{pin}"))
+
+    def status_locked(self, contact_id: int, now: datetime) -> bool:
+        """Whether too many wrong PINs locked this contact's STATUS (and PIN changes) until after ``now``."""
+        row = self.db.execute("SELECT status_locked_until FROM contacts WHERE id = ?", [contact_id]).fetchone()
+        return row is not None and row[0] is not None and row[0] > iso(now)
+
+    def pin_failed(self, contact_id: int, tries: int, lock_until: datetime) -> bool:
+        """Count a wrong PIN. The ``tries``-th in a row locks STATUS until ``lock_until`` and starts the count
+        again; returns whether this one locked it."""
+        self.db.execute("UPDATE contacts SET pin_failures = pin_failures + 1 WHERE id = ?", [contact_id])
+        failures = self.db.execute("SELECT pin_failures FROM contacts WHERE id = ?", [contact_id]).fetchone()
+        if failures is None or failures[0] < tries:
+            return False
+        self.db.execute("UPDATE contacts SET pin_failures = 0, status_locked_until = ? WHERE id = ?",
+                        [iso(lock_until), contact_id])
+        return True
+
+    def pin_passed(self, contact_id: int) -> None:
+        """The right PIN: the count of wrong ones starts again."""
+        self.db.execute("UPDATE contacts SET pin_failures = 0 WHERE id = ? AND pin_failures > 0", [contact_id])
+
+    def cases_of(self, contact: Contact) -> list[dict]:
+        """Every case this contact made, open or finished, anonymous ones too (by their keyed hash)."""
+        key = self.sealer.lookup_key(contact.channel, contact.address)
+        return [self._case_row(r) for r in self._query(
+            "SELECT * FROM cases WHERE contact_id = ? OR reporter_key = ? ORDER BY id", [contact.id, key])]
 
     def purge(self, cutoff: datetime, dry_run: bool = False) -> dict[str, int]:
         """Retention: finished cases last changed before ``cutoff`` become anonymous statistics (if the worker
@@ -669,7 +751,9 @@ class Store:
 
     def forget_contact(self, contact_id: int) -> None:
         """Remove what is left of an erased worker once their last message has gone."""
+        self._erase_audit(contact_id)
         self.db.execute("DELETE FROM contacts WHERE id = ?", [contact_id])
+        self._checkpoint_due = True
 
     def audit(self, actor: str, action: str, subject: str | None, detail: str | None, now: datetime) -> None:
         self.db.execute(

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -18,6 +18,7 @@ from bot.config import Config
 from bot.content import ContentReport, check_content
 from bot.flows.loader import FlowError
 from bot.front_process import FrontProcess, FrontSockets
+from bot.health import Health, WatchedSender
 from bot.http_limits import IP_LIMITERS, limit_per_ip
 from bot.i18n import normalise
 from bot.intake import Intake
@@ -49,13 +50,17 @@ class Bot:
     simulator: simulator.SimulatorSender
     channels: list
     escalations: EscalationTimer
+    health: Health
     front: FrontProcess | None = None  # webhooks and providers' senders, when they have a process of their own
 
     async def start(self) -> None:
+        """Start everything; a provider's channel is set up in the background (:class:`Health`), so one that is
+        down or refuses its credentials holds up nothing else."""
         await self.database.open()
         self.intake.start()
         for channel in self.channels:
-            await channel.start()
+            await channel.start_sending()
+            self.health.set_up(channel.name, channel.set_up, channel.settings)
         if self.front is not None:
             self.front.start()
         self.delivery.start()
@@ -70,6 +75,7 @@ class Bot:
         await self.delivery.stop(flush_seconds=5.0)
         if self.front is not None:
             await self.front.stop()
+        await self.health.stop()
         for channel in self.channels:
             await channel.close()
         await self.database.close()
@@ -93,6 +99,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     content = content or load_content(config)
     assert content.flows is not None and content.catalogs is not None
     metrics = Metrics()
+    health = Health(clock)
     sealer = sealer_for(config, create=True)
     database = Database(lambda: open_store(config, sealer))  # refuses a key that is not this database's
     staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
@@ -110,13 +117,14 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     front_process = None
     if front is not None:
         front_process = FrontProcess(config, frozenset(providers), metrics, front)
-        all_senders.update({name: front_process.sender(name) for name in providers})
+        all_senders.update({name: WatchedSender(name, front_process.sender(name), health) for name in providers})
     else:
-        all_senders.update(providers)
+        all_senders.update({name: WatchedSender(name, channel, health) for name, channel in providers.items()})
     all_senders.update(senders or {})
 
     async def sent(pending: Pending) -> None:
         metrics.messages_out.labels(pending.channel).inc()
+        health.delivered(pending.channel)
         if pending.channel in simulator.CHANNELS.values():
             await sim.changed(pending.message_id)
 
@@ -126,7 +134,8 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
             await database.call(staff.delivery_failed, pending.body, reason, clock.now())
             delivery.wake()
 
-    delivery = Delivery(database, all_senders, clock, on_sent=sent, on_failed=failed)
+    delivery = Delivery(database, all_senders, clock, on_sent=sent, on_failed=failed, health=health)
+    health.on_usable = delivery.wake
 
     def committed(results: list[tuple[Inbound, Reply, float]]) -> None:
         now = time.perf_counter()
@@ -146,7 +155,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     if front_process is not None:
         front_process.enqueue = intake.enqueue
     escalations = EscalationTimer(database, staff, clock, on_queued=delivery.wake, release_held=pipeline.release_held)
-    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations,
+    return Bot(config, content, database, pipeline, intake, delivery, metrics, sim, channels, escalations, health,
                front_process)
 
 
@@ -198,22 +207,31 @@ async def home(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """200 while the database answers and the outbox moves; 503 if either fails. A provider's channel that
+    is failing shows in ``channels`` but is no 503: a load balancer would take the other channels down with it."""
     bot = request.app[BOT]
+    channels = bot.health.shown()
     try:
-        backlog = await bot.database.call(_health)
+        backlog, oldest_due = await bot.database.call(_health, sorted(bot.delivery.senders), bot.health.clock.now())
     except Exception as error:
         log.error("health check failed: %s", error)
-        return web.json_response({"ok": False, "database": "unavailable"}, status=503)
-    return web.json_response({"ok": True, "database": "ok", "outbox_backlog": backlog})
+        return web.json_response({"ok": False, "database": "unavailable", "channels": channels}, status=503)
+    trouble = bot.health.outbox_trouble(oldest_due)
+    outbox = {"state": "ok"} if trouble is None else {"state": "stuck", "reason": trouble}
+    return web.json_response({"ok": trouble is None, "database": "ok", "outbox_backlog": backlog, "outbox": outbox,
+                              "channels": channels}, status=200 if trouble is None else 503)
 
 
-def _health(store: Store) -> int:
+def _health(store: Store, channels: list[str], now: datetime) -> tuple[int, dict[str, datetime]]:
     store.ping()
-    return store.backlog()
+    due = {channel: datetime.fromisoformat(at) for channel, at in store.oldest_due(channels).items()}
+    return store.backlog(), {channel: at for channel, at in due.items() if at <= now}
 
 
 async def metrics(request: web.Request) -> web.Response:
     bot = request.app[BOT]
+    for name, channel in bot.health.channels.items():
+        bot.metrics.channel_up.labels(name).set(1 if channel.state == "ok" else 0)
     try:
         bot.metrics.outbox_backlog.set(await bot.database.call(Store.backlog))
     except Exception as error:

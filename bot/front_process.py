@@ -316,7 +316,7 @@ async def _serve(config: Config, sock: socket.socket, listeners: list[socket.soc
     quiet_libraries()
     channels = provider_channels(config)
     for channel in channels.values():
-        await channel.start_sending()
+        await channel.start_sending()  # no call to the provider: one that is down never stops the front
     reader, writer = await asyncio.open_connection(sock=sock, limit=LINE_LIMIT)
     lines = JsonLines(writer)
     intake = RemoteIntake(lines)
@@ -416,7 +416,7 @@ async def _send(channels: dict, request: dict, lines: JsonLines) -> None:
     except SendError as error:
         answer = {"id": request["id"], "error": {"message": str(error), "permanent": error.permanent,
                                                  "retry_after": error.retry_after, "code": error.code,
-                                                 "opted_out": error.opted_out}}
+                                                 "opted_out": error.opted_out, "down": error.down}}
     except Exception as error:  # a bug or an unexpected library error: retried, never dropped
         log.exception("send of message %s raised", request["pending"].get("message_id"))
         answer = {"id": request["id"], "error": {"message": repr(error)}}

@@ -33,3 +33,7 @@ class Metrics:
         self.outbox_backlog = Gauge(
             "helpline_outbox_backlog", "Messages waiting in the outbox", registry=self.registry
         )
+        self.channel_up = Gauge(
+            "helpline_channel_up", "1 while a provider's channel works, 0 while it starts or fails (see /healthz)",
+            ["channel"], registry=self.registry,
+        )

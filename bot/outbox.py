@@ -8,11 +8,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.clock import Clock
 from bot.redact import scrub
 from bot.store.sqlite import Database, Pending, Store
+
+if TYPE_CHECKING:
+    from bot.health import Health
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +25,19 @@ WINDOW = 64  # requests at each provider at once
 
 
 class SendError(Exception):
-    """A send that failed. ``permanent`` ones are not retried; ``retry_after`` is the provider's wish. Its text
-    is scrubbed (:func:`bot.redact.scrub`): a provider's error may quote the worker's number, and this text is
-    logged, stored and shown to staff."""
+    """A send that failed. ``permanent`` ones are not retried; ``retry_after`` is the provider's wish; ``down``
+    says, short and safe to show, why the whole channel seems down (network, 5xx, credentials), not only this
+    message. Its text is scrubbed (:func:`bot.redact.scrub`): a provider's error may quote the worker's number,
+    and this text is logged, stored and shown to staff."""
 
     def __init__(self, message: str, *, permanent: bool = False, retry_after: float | None = None,
-                 code: str | None = None, opted_out: bool = False):
+                 code: str | None = None, opted_out: bool = False, down: str | None = None):
         super().__init__(scrub(message))
         self.permanent = permanent
         self.retry_after = retry_after
         self.code = code
         self.opted_out = opted_out
+        self.down = down
 
 
 class Sender(Protocol):
@@ -51,12 +56,13 @@ class Delivery:
 
     def __init__(self, database: Database, senders: dict[str, Sender], clock: Clock,
                  on_sent: Callable[[Pending], Awaitable[None]] | None = None,
-                 on_failed: Callable[[Pending, str], Awaitable[None]] | None = None):
+                 on_failed: Callable[[Pending, str], Awaitable[None]] | None = None, health: Health | None = None):
         self.database = database
         self.senders = senders
         self.clock = clock
         self.on_sent = on_sent
         self.on_failed = on_failed
+        self.health = health  # told whether the outbox reads; says which channels may send (set up)
         self._wake = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task | None = None
@@ -125,13 +131,18 @@ class Delivery:
         while True:
             self._wake.clear()
             room = {channel: WINDOW - len(sending) for channel, sending in self._at_provider.items()
-                    if len(sending) < WINDOW}
+                    if len(sending) < WINDOW and (self.health is None or self.health.usable(channel))}
             due: list[Pending] = []
             if room:
                 try:
                     due = await self.database.call(_due, self.clock.now(), room, frozenset(in_flight))
                 except Exception:
                     log.exception("outbox read failed")
+                    if self.health is not None:
+                        self.health.outbox_read(False)
+                else:
+                    if self.health is not None:
+                        self.health.outbox_read(True)
             for pending in due:
                 self._at_provider[pending.channel].add(pending.message_id)
                 task = asyncio.create_task(self._deliver_logged(pending))

@@ -22,10 +22,10 @@ class _FakeServer:
     def sent(self) -> list:
         raise NotImplementedError
 
-    async def start(self) -> str:
+    async def start(self, port: int | None = None) -> str:
         app = web.Application()
         self.routes(app)
-        self.server = TestServer(app, host="127.0.0.1")
+        self.server = TestServer(app, host="127.0.0.1", port=port)
         await self.server.start_server()
         return str(self.server.make_url("")).rstrip("/")
 
@@ -46,9 +46,11 @@ class _FakeServer:
 
 @dataclass
 class FakeTwilio(_FakeServer):
-    """Twilio's Messages API. ``fail_next`` holds answers to give instead of success, in order."""
+    """Twilio's Messages API, and its Account resource (which the bot fetches at start). ``fail_next`` holds
+    answers to give instead of success, in order."""
 
     calls: list[dict] = field(default_factory=list)
+    account_fetches: int = 0
     fail_next: list[tuple[int, dict, dict]] = field(default_factory=list)
     server: TestServer | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -57,6 +59,15 @@ class FakeTwilio(_FakeServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", self._create)
+        app.router.add_get("/2010-04-01/Accounts/{account}.json", self._account)
+
+    async def _account(self, request: web.Request) -> web.Response:
+        self.account_fetches += 1
+        if not request.headers.get("Authorization", "").startswith("Basic "):
+            return web.json_response({"code": 20003, "message": "Authenticate", "status": 401}, status=401)
+        account = request.match_info["account"]
+        return web.json_response({"sid": account, "owner_account_sid": account, "friendly_name": "Helpline",
+                                  "status": "active", "type": "Full"})
 
     def sent(self) -> list[dict]:
         """The messages Twilio accepted."""
@@ -104,6 +115,7 @@ class FakeTelegram(_FakeServer):
     fail_next: list[tuple[int, str, dict]] = field(default_factory=list)
     updates: list[dict] = field(default_factory=list)
     stalled: asyncio.Event | None = None  # while set to an unset Event, sendMessage answers only once it is set
+    rejects_token: bool = False  # while True, every method answers 401 Unauthorized, as for a revoked token
     server: TestServer | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(100))
@@ -122,6 +134,8 @@ class FakeTelegram(_FakeServer):
         form = dict(await request.post())
         self.calls.append((method, form))
         self.arrived.set()
+        if self.rejects_token:
+            return web.json_response({"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401)
         if method == "getMe":
             return _ok({"id": 999, "is_bot": True, "first_name": "Helpline", "username": "HelplineTestBot"})
         if method == "getUpdates":

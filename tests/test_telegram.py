@@ -61,7 +61,9 @@ async def send(client, update: dict, headers: dict | None = None):
 
 
 async def test_start_sets_the_webhook_with_the_secret_and_the_update_types(tg, telegram):
-    [call] = telegram.called("setWebhook")
+    from tests.test_escalation import eventually
+
+    [call] = await eventually(lambda: telegram.called("setWebhook"))  # set up in the background
     assert call["url"] == "https://helpline.example.org/telegram/webhook"
     assert call["secret_token"] == SECRET
     assert json.loads(call["allowed_updates"]) == ["message", "edited_message", "callback_query", "my_chat_member"]

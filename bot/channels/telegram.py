@@ -16,14 +16,16 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from aiolimiter import AsyncLimiter
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters, Update
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.ext import AIORateLimiter, Application
 
 from bot.channels.telegram_request import AiohttpRequest
 from bot.config import TelegramConfig
+from bot.health import ChannelDown
 from bot.http_limits import MAX_JSON_DEPTH, too_deep
 from bot.intake import Unavailable
 from bot.keys import INTAKE
@@ -38,15 +40,21 @@ CHANNEL = "telegram"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 PER_CHAT_BURST = 3  # Telegram: about one message a second to the same chat, short bursts tolerated
 MAX_UPDATE_BYTES = 64 * 1024
+TELEGRAM_API = "https://api.telegram.org"
+TOKEN_REJECTED = "Telegram rejected the token"
 
 
 class TelegramChannel:
+    name = CHANNEL
+    settings = "[telegram] token and api_base_url"
+
     def __init__(self, config: TelegramConfig, public_url: str, staff_chat_id: int = 0):
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.staff_chat_id = staff_chat_id
+        self._requests = (AiohttpRequest(), AiohttpRequest())  # sending and getUpdates, as PTB keeps them
         builder = (Application.builder().token(config.token).updater(None)
-                   .request(AiohttpRequest()).get_updates_request(AiohttpRequest()))
+                   .request(self._requests[0]).get_updates_request(self._requests[1]))
         if config.api_base_url:
             base = config.api_base_url.rstrip("/")
             builder = builder.base_url(f"{base}/bot").base_file_url(f"{base}/file/bot")
@@ -63,23 +71,45 @@ class TelegramChannel:
 
     # Lifecycle -------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start sending, then receiving: the webhook set at Telegram, or polling."""
-        await self.start_sending()
-        if self.config.mode == "polling":
-            await self.bot.delete_webhook()
-            self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
-        elif self.public_url:
-            await self.bot.set_webhook(
-                url=f"{self.public_url}/telegram/webhook", secret_token=self.config.webhook_secret or None,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-
     async def start_sending(self) -> None:
-        """Only what sending needs: all the front process needs besides reading the webhook (setting the webhook,
-        or polling, is the server's)."""
-        await self.application.initialize()  # getMe: a wrong token stops the start here
-        await self.application.start()
+        """What sending needs, without a call to Telegram: its HTTP sessions. So a Bot API that is down or refuses
+        the token never stops a process; the server checks the token and sets the webhook in :meth:`set_up`."""
+        for request in self._requests:
+            await request.initialize()
+
+    async def set_up(self) -> None:
+        """One try at what receiving needs: getMe (the token), then the webhook set at Telegram, or polling.
+        Raises :class:`~bot.health.ChannelDown` with what to check; :class:`~bot.health.Health` tries again."""
+        try:
+            await self.application.initialize()  # getMe
+            if not self.application.running:
+                await self.application.start()
+            if self.config.mode == "polling":
+                await self.bot.delete_webhook()
+                if self._polling is None:
+                    self._polling = asyncio.create_task(self._poll(), name="telegram-polling")
+            elif self.public_url:
+                await self.bot.set_webhook(
+                    url=f"{self.public_url}/telegram/webhook", secret_token=self.config.webhook_secret or None,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+        except InvalidToken:  # (its text holds the token)
+            raise ChannelDown(TOKEN_REJECTED, "[telegram] token (or HELPLINE_TELEGRAM_TOKEN)") from None
+        except RetryAfter as error:
+            raise ChannelDown("Telegram asks to wait (429)", retry_after=_seconds(error.retry_after)) from None
+        except BadRequest as error:
+            raise ChannelDown(f"Telegram refused the webhook: {error.message[:100]}",
+                              "[server] public_url (Telegram needs an https URL it can reach)") from None
+        except NetworkError as error:
+            raise ChannelDown(_trouble(error), f"the network and [telegram] api_base_url (now {self.api_base_url})") \
+                from None
+        except TelegramError as error:
+            raise ChannelDown(f"Telegram answered {type(error).__name__}", "the token and the bot in BotFather") \
+                from None
+
+    @property
+    def api_base_url(self) -> str:
+        return (self.config.api_base_url or TELEGRAM_API).rstrip("/")
 
     async def close(self) -> None:
         if self._polling is not None:
@@ -89,8 +119,11 @@ class TelegramChannel:
         for task in list(self._background):
             with contextlib.suppress(Exception):
                 await task
-        await self.application.stop()
+        if self.application.running:
+            await self.application.stop()
         await self.application.shutdown()
+        for request in self._requests:  # opened by start_sending even when the setup never worked
+            await request.shutdown()
 
     # Inbound ---------------------------------------------------------------------------------------
 
@@ -269,10 +302,21 @@ class TelegramChannel:
             raise SendError(f"Telegram 403: {error.message}", permanent=True, opted_out=True) from None
         except BadRequest as error:
             raise SendError(f"Telegram 400: {error.message}", permanent=True) from None
+        except InvalidToken:
+            raise SendError("Telegram 401: the token was rejected", down=TOKEN_REJECTED) from None
         except (TimedOut, NetworkError) as error:
-            raise SendError(f"network: {error.message}") from None
+            raise SendError(f"network: {error.message}", down=_trouble(error)) from None
         # message_id counts per chat: with the chat id it is unique, and a staff reply can name the message.
         return f"{chat_id}:{message.message_id}"
+
+
+def _trouble(error: NetworkError) -> str:
+    """Why the Bot API could not be used, short and safe to show (no URL: the token is in its path)."""
+    if isinstance(error, TimedOut):
+        return "no answer from the Telegram Bot API in time"
+    if isinstance(error.__cause__, aiohttp.ClientError | OSError):  # from telegram_request: no HTTP answer at all
+        return "cannot reach the Telegram Bot API"
+    return f"the Telegram Bot API answered: {error.message[:100]}"  # a 5xx: its status or description
 
 
 def _seconds(value: Any) -> float:

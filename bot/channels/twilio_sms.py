@@ -20,6 +20,7 @@ from multidict import MultiDictProxy
 from twilio.request_validator import RequestValidator
 
 from bot.config import TwilioConfig
+from bot.health import ChannelDown
 from bot.intake import Unavailable
 from bot.keys import DATABASE, INTAKE
 from bot.messages import Inbound
@@ -35,17 +36,23 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_MEDIA = 10
 OPTED_OUT = 21610  # Twilio error: the recipient replied STOP
 STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "read")
+CREDENTIALS_REFUSED = "Twilio refused the account SID or auth token"
+UNREACHABLE = "cannot reach Twilio"
 
 
 class TwilioChannel:
     """Everything SMS: verifying webhooks, turning them into Inbounds, and sending replies."""
+
+    name = CHANNEL
+    settings = "[twilio] account_sid, auth_token and api_base_url"
 
     def __init__(self, config: TwilioConfig, public_url: str):
         self.config = config
         self.public_url = public_url.rstrip("/")
         self.validator = RequestValidator(config.auth_token)
         self._session: ClientSession | None = None
-        base = (config.api_base_url or TWILIO_API).rstrip("/")
+        self.api_base_url = base = (config.api_base_url or TWILIO_API).rstrip("/")
+        self._account_url = f"{base}/2010-04-01/Accounts/{config.account_sid}.json"
         self._messages_url = f"{base}/2010-04-01/Accounts/{config.account_sid}/Messages.json"
         token = base64.b64encode(f"{config.account_sid}:{config.auth_token}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded",
@@ -138,9 +145,25 @@ class TwilioChannel:
 
     # Outbound --------------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Nothing to start for receiving (Twilio's webhooks are set in its console): start sending."""
-        await self.start_sending()
+    async def set_up(self) -> None:
+        """One look at the account (`Fetch an Account`): Twilio is reachable and takes the credentials. Receiving
+        needs nothing here (the webhooks are set in Twilio's console). Raises :class:`~bot.health.ChannelDown`."""
+        assert self._session is not None, "TwilioChannel.start_sending() was not awaited"
+        try:
+            async with self._session.get(self._account_url, headers={"Authorization": self._headers["Authorization"],
+                                                                     "Accept": "application/json"}) as response:
+                answer = await _json(response)
+        except (OSError, TimeoutError, ClientError):
+            raise ChannelDown(UNREACHABLE, f"the network and [twilio] api_base_url (now {self.api_base_url})") \
+                from None
+        if response.status in (401, 403):
+            raise ChannelDown(CREDENTIALS_REFUSED,
+                              "[twilio] account_sid and auth_token (or HELPLINE_TWILIO_AUTH_TOKEN)")
+        if response.status >= 500:
+            raise ChannelDown(f"Twilio answered {response.status}", "Twilio's status page, status.twilio.com")
+        if answer.get("status") in ("suspended", "closed"):
+            raise ChannelDown(f"the Twilio account is {answer['status']}", "the account in Twilio's console")
+        # Anything else (a proxy at api_base_url that only passes Messages on, say) does not hold SMS back.
 
     async def start_sending(self) -> None:
         """Make the one HTTP session of the process (it must be made inside the running event loop)."""
@@ -166,7 +189,7 @@ class TwilioChannel:
                                     retry_after=_seconds(response.headers.get("Retry-After")))
                 answer = await _json(response)
         except (OSError, TimeoutError, ClientError) as error:
-            raise SendError(f"network: {error!r}") from None
+            raise SendError(f"network: {error!r}", down=UNREACHABLE) from None
         if response.status < 300 and isinstance(answer.get("sid"), str):
             return answer["sid"]
         code, message = answer.get("code"), answer.get("message") or response.reason
@@ -175,8 +198,11 @@ class TwilioChannel:
         if response.status < 300:
             raise SendError(f"Twilio {response.status} without a message SID")
         if response.status >= 500:
-            raise SendError(f"Twilio {response.status}: {message}")
+            raise SendError(f"Twilio {response.status}: {message}", down=f"Twilio answered {response.status}")
         # "error 21211", not "(21211)": a status and a code side by side would read as one written number.
+        if response.status == 401:  # the account's credentials, not this message: it waits for them to be fixed
+            raise SendError(f"Twilio 401, error {code}: {message}", code=None if code is None else str(code),
+                            down=CREDENTIALS_REFUSED)
         raise SendError(f"Twilio {response.status}, error {code}: {message}", permanent=True,
                         code=None if code is None else str(code))
 

@@ -391,6 +391,16 @@ class Store:
         """How many messages wait in the outbox, by channel."""
         return dict(self.db.execute("SELECT channel, COUNT(*) FROM outbox GROUP BY channel").fetchall())
 
+    def oldest_due(self, channels: list[str]) -> dict[str, str]:
+        """When the oldest message that can go next on each channel was (or will be) due, for /healthz."""
+        oldest = {}
+        for channel in channels:  # one index seek each (outbox_heads)
+            row = self.db.execute("SELECT MIN(next_attempt_at) FROM outbox WHERE head = 1 AND channel = ?",
+                                  [channel]).fetchone()
+            if row[0] is not None:
+                oldest[channel] = row[0]
+        return oldest
+
     def next_due_at(self) -> str | None:
         row = self.db.execute("SELECT MIN(next_attempt_at) FROM outbox").fetchone()
         return row[0] if row else None

@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels import provider_channels, simulator
 from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
-from bot.config import Config
+from bot.config import Config, simulator_on
 from bot.content import ContentReport, check_content
 from bot.flows.loader import FlowError
 from bot.front_process import FrontProcess, FrontSockets
@@ -170,7 +170,7 @@ def create_app(config: Config, **kwargs) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    if config.server.simulator:
+    if simulator_on(config):
         app.router.add_routes(simulator.routes())
         app.router.add_get("/", home)
     for channel in bot.channels:

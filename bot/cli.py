@@ -88,8 +88,7 @@ def serve(config_path: str | None, log_level: str) -> None:
     sockets = FrontSockets(public, os.path.join(private.name, "server.sock"))
     app = create_app(config, front=sockets, content=content)
     where = f"http://{config.server.host}:{config.server.port}"
-    click.echo(f"helpline: serving on {where}" + (f" (simulator: {where}/simulator)" if config.server.simulator
-                                                   else " (simulator off)"), err=True)
+    _announce(config, where)
     try:
         web.run_app(app, path=sockets.server_path, print=None, shutdown_timeout=10.0, loop=event_loop())
     finally:
@@ -97,6 +96,35 @@ def serve(config_path: str | None, log_level: str) -> None:
             listener.close()
         private.cleanup()
         lock.close()
+
+
+def _announce(config: Config, where: str) -> None:
+    """The start banner, and once, plainly, what would leave a worker in danger unheard or let anyone in."""
+    from bot.config import real_channels, simulator_on
+
+    real = real_channels(config)
+    if not simulator_on(config):
+        why = f" ({' and '.join(real)} configured; [server] simulator = true turns it on)" if real else ""
+        click.echo(f"helpline: serving on {where} (simulator off{why})", err=True)
+    elif real:
+        click.echo(f"helpline: serving on {where}", err=True)
+        click.echo(f"helpline: WARNING: the simulator is ON at {where}/simulator while {' and '.join(real)} "
+                   "is configured ([server] simulator = true): anyone who reaches this address can play a worker "
+                   "and open cases. Its cases are marked simulated and never page on-call. Turn it off for "
+                   "production: simulator = false (or leave the key out).", err=True)
+    else:
+        click.echo(f"helpline: serving on {where} (simulator: {where}/simulator)", err=True)
+    escalation = config.escalation
+    if not escalation.telegram_chat_id and not escalation.oncall_numbers:
+        click.echo("helpline: WARNING: no staff group ([escalation] telegram_chat_id) and no on-call numbers "
+                   "([escalation] oncall_numbers) are set: a worker in danger gets the emergency numbers, but no "
+                   "person is told (and the worker is told so). Set at least one.", err=True)
+    elif escalation.telegram_chat_id and "Telegram" not in real:
+        click.echo("helpline: WARNING: [escalation] telegram_chat_id is set but [telegram] token is not: staff "
+                   "alerts wait in the outbox until Telegram is configured.", err=True)
+    if escalation.oncall_numbers and "Twilio" not in real:
+        click.echo("helpline: WARNING: [escalation] oncall_numbers are set but Twilio is not configured: on-call "
+                   "pages wait in the outbox until it is.", err=True)
 
 
 def _single_instance(database: str):

@@ -29,7 +29,7 @@ SECRET_WORDS = "Madam Lee keeps my passport"
 async def test_database_and_wal_hold_no_plaintext_phone_name_or_words(aiohttp_client, config, clock):
     twilio = FakeTwilio()
     url = await twilio.start()
-    config = config.replace(server={"public_url": PUBLIC}, twilio={
+    config = config.replace(server={"public_url": PUBLIC, "simulator": True}, twilio={
         "account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": url})
     client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
     for text in ["hi", "1", "2", "1", "3", "1", "1", "Madam Lee Agency", "1", SECRET_WORDS, "1", "1", "1", "1"]:
@@ -163,7 +163,7 @@ async def test_no_personal_data_in_logs_at_any_level(aiohttp_client, config, clo
     twilio = FakeTwilio()
     url = await twilio.start()
     twilio.fail_next = [(500, {"code": 20500, "message": "boom"}, {})]
-    config = config.replace(server={"public_url": PUBLIC}, twilio={
+    config = config.replace(server={"public_url": PUBLIC, "simulator": True}, twilio={
         "account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": url})
     client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
     for text in ["hi", "1", SECRET_WORDS]:

@@ -94,8 +94,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     metrics = Metrics()
     sealer = sealer_for(config, create=True)
     database = Database(lambda: Store(config.storage.database, sealer))
-    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
-                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
+    staff = Staff(StaffSettings.from_config(config), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
                         PipelineSettings(config.session.idle_minutes, config.sms.segment_budget,
                                          config.security.messages_per_minute, config.sms.part_grace_seconds),

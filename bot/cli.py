@@ -263,13 +263,15 @@ def cases_list(config_path: str | None, status: str | None, urgent: bool, as_jso
         row = {"reference": case["reference"], "status": case["status"], "urgent": case["urgent"],
                "kind": case["kind"], "category": case["category"], "country": case["country"],
                "language": case["language"], "created_at": case["created_at"], "claimed_by": case["claimed_by"],
-               "anonymous": case["contact_id"] is None and bool(case["reporter_key"])}
+               "anonymous": case["contact_id"] is None and bool(case["reporter_key"]),
+               "simulated": case["simulated"]}
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
             click.echo(f"{row['reference']}  {'URGENT ' if row['urgent'] else '       '}{row['status']:<12} "
                        f"{row['kind']:<9} {row['category'] or '-':<13} {row['country'] or '-':<5} "
-                       f"{row['language'] or '-':<3} {row['created_at'][:16]}  {row['claimed_by'] or ''}")
+                       f"{row['language'] or '-':<3} {row['created_at'][:16]}  {row['claimed_by'] or ''}"
+                       + ("  (simulated: from /simulator, not a real worker)" if row["simulated"] else ""))
     store.close()
 
 
@@ -291,7 +293,7 @@ def cases_show(reference: str, config_path: str | None, as_json: bool, by: str |
         sys.exit(1)
     store.audit(_who(by), "view_case", f"case:{case['reference']}", None, datetime.now(UTC))
     events = store.case_events(case["id"])
-    shown = {key: case[key] for key in ("reference", "status", "urgent", "kind", "category", "country",
+    shown = {key: case[key] for key in ("reference", "status", "urgent", "simulated", "kind", "category", "country",
                                         "language", "created_at", "updated_at", "claimed_by", "claimed_at")}
     shown.update(anonymous=case["contact_id"] is None, details=case["details"], events=events)
     if as_json:
@@ -328,8 +330,7 @@ def cases_set_status(reference: str, status: str, note: str | None, config_path:
 
     config, store = _store(config_path)
     catalogs = Catalogs(content_paths(config)[1], config.content.default_language)
-    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
-                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), catalogs)
+    staff = Staff(StaffSettings.from_config(config), catalogs)
     try:
         told = staff.set_status(store, parse_reference(reference) or reference, status, note, _who(by),
                                 datetime.now(UTC))

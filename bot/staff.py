@@ -35,6 +35,7 @@ DELAY_WARNING_MINUTES = 1  # re-escalation intervals grow 1x, 2x, 4x, 8x, 16x th
 URGENT = 1  # outbox priority of staff messages about a real urgent case: they go before the others waiting
 GROUP_PER_MINUTE = 20  # Telegram: messages a minute to one group. More waiting than this come as one digest
 DIGEST_LINES = 30  # cases a digest lists with a line and a Claim button; the rest by reference only
+DIGEST_LINE = 110  # characters at most a line: 30 of them and the references of the rest fit one message
 MAX_TEXT = 4000  # Telegram takes 4,096 characters
 ONCALL_DIGEST_GATHER = timedelta(minutes=1)  # pages held beyond the hourly cap gather this long into one SMS
 SIMULATED = "🧪 SIMULATED (from /simulator, not a real worker) · "
@@ -463,14 +464,14 @@ def _digest_text(entries: list[dict], replaced: int) -> tuple[str, list]:
             continue
         why = "; ".join(reason + (f" ×{count}" if count > 1 else "") for reason, count in entry["why"].items())
         mark = "🧪 simulated · " if entry["simulated"] else ""
-        lines.append(f"{'🚨' if entry['urgent'] else '•'} {entry['reference']} {mark}"
-                     f"{'URGENT · ' if entry['urgent'] else ''}{why}")
+        line = f"{'🚨' if entry['urgent'] else '•'} {entry['reference']} {mark}{'URGENT · ' if entry['urgent'] else ''}"
+        lines.append(line + (why if len(line + why) <= DIGEST_LINE else why[:DIGEST_LINE - len(line) - 1] + "…"))
         buttons.append([f"Claim {entry['reference']}", f"claim:{entry['reference']}"])
     rest = [reference for reference in rest if reference != "-"]
     footer = ("Press Claim to take a case: what waited for it is then posted here, to reply to. "
               "Every case: helpline cases list")
     if rest:
-        room = MAX_TEXT - len("\n".join(lines)) - len(footer) - 40
+        room = MAX_TEXT - len("\n".join(lines)) - len(footer) - 100  # (Telegram counts an emoji twice)
         shown: list[str] = []
         for reference in rest:
             if sum(len(r) + 2 for r in shown) + len(reference) > room:

@@ -156,6 +156,21 @@ async def test_a_simulated_case_is_marked_for_staff_and_never_pages_on_call(aioh
     assert text.output.count("(simulated: from /simulator, not a real worker)") == 1
 
 
+async def test_simulated_sos_never_goes_before_a_real_workers_alert(aiohttp_client, config, clock, fakes):
+    _, telegram = fakes
+    client = await aiohttp_client(create_app(helpline_config(config, fakes).replace(server={"simulator": True}),
+                                             clock=clock, randomness=SeededRandomness()))
+    telegram.stalled = asyncio.Event()
+    for n in range(6):  # someone on the simulator sends SOS after SOS
+        await Worker(client, address=f"+60110{n}").say("SOS")
+    await eventually(lambda: telegram.called("sendMessage"))
+    assert (await post(client, webhook("help me they beat me", sender="+60123000004"))).status == 200
+    telegram.stalled.set()
+    first, second = (await eventually(lambda: len(to_group(telegram)) >= 2 and to_group(telegram)))[:2]
+    assert first["text"].startswith("🧪 SIMULATED") and second["text"].startswith("🚨 URGENT")
+    assert "they beat me" in second["text"]
+
+
 # Point 5: staff alerts are never stuck behind a queue ------------------------------------------------------
 
 
@@ -169,6 +184,28 @@ async def ask_for_a_person(client, worker: str, *words: str) -> None:
     """A worker on SMS asks to talk to a person, then writes on: an alert and a relay each, for the group."""
     for text in ["hi", "1", "3", *words]:
         assert (await post(client, webhook(text, sender=worker))).status == 200
+
+
+def test_an_urgent_message_becomes_the_head_and_a_workers_order_is_kept(tmp_path):
+    from datetime import UTC, datetime
+
+    from bot.store.sqlite import Store
+
+    store = Store(tmp_path / "h.db")
+    now = datetime.now(UTC)
+    group = store.contact("telegram", "-100", now, role="staff")
+    worker = store.contact("sms", "+601", now)
+    with store.transaction():
+        plain = [store.queue_outbound(group, {"text": f"p{n}"}, now) for n in range(3)]
+        urgent = [store.queue_outbound(group, {"text": f"u{n}"}, now, priority=1) for n in range(2)]
+        replies = [store.queue_outbound(worker, {"text": f"r{n}"}, now) for n in range(3)]
+    order: dict[int, list[int]] = {group.id: [], worker.id: []}
+    while due := store.due(now, 10):
+        for pending in due:
+            order[pending.contact_id].append(pending.message_id)
+            store.mark_sent(pending.message_id, None, now)
+    assert order[group.id] == [*urgent, *plain]
+    assert order[worker.id] == replies
 
 
 async def test_a_real_workers_urgent_alert_goes_before_the_staff_messages_waiting(helpline, fakes):

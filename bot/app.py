@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.channels import provider_channels, simulator
 from bot.clock import Clock, Randomness, SystemClock, SystemRandomness
-from bot.config import Config
+from bot.config import Config, simulator_on
 from bot.content import ContentReport, check_content
 from bot.flows.loader import FlowError
 from bot.front_process import FrontProcess, FrontSockets
@@ -102,8 +102,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
     health = Health(clock)
     sealer = sealer_for(config, create=True)
     database = Database(lambda: open_store(config, sealer))  # refuses a key that is not this database's
-    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
-                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), content.catalogs)
+    staff = Staff(StaffSettings.from_config(config), content.catalogs)
     pipeline = Pipeline(content.flows, content.catalogs, clock, randomness or SystemRandomness(),
                         PipelineSettings(config.session.idle_minutes, config.sms.segment_budget,
                                          config.security.messages_per_minute, config.sms.part_grace_seconds,
@@ -181,7 +180,7 @@ def create_app(config: Config, **kwargs) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    if config.server.simulator:
+    if simulator_on(config):
         app.router.add_routes(simulator.routes())
         app.router.add_get("/", home)
     for channel in bot.channels:

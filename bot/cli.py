@@ -109,8 +109,7 @@ def serve(config_path: str | None, log_level: str) -> None:
     sockets = FrontSockets(public, os.path.join(private.name, "server.sock"))
     app = create_app(config, front=sockets, content=content)
     where = f"http://{config.server.host}:{config.server.port}"
-    click.echo(f"helpline: serving on {where}" + (f" (simulator: {where}/simulator)" if config.server.simulator
-                                                   else " (simulator off)"), err=True)
+    _announce(config, where)
     try:
         web.run_app(app, path=sockets.server_path, print=None, shutdown_timeout=10.0, loop=event_loop())
     finally:
@@ -118,6 +117,35 @@ def serve(config_path: str | None, log_level: str) -> None:
             listener.close()
         private.cleanup()
         os.close(lock)  # only now: the database is closed (see _single_instance)
+
+
+def _announce(config: Config, where: str) -> None:
+    """The start banner, and once, plainly, what would leave a worker in danger unheard or let anyone in."""
+    from bot.config import real_channels, simulator_on
+
+    real = real_channels(config)
+    if not simulator_on(config):
+        why = f" ({' and '.join(real)} configured; [server] simulator = true turns it on)" if real else ""
+        click.echo(f"helpline: serving on {where} (simulator off{why})", err=True)
+    elif real:
+        click.echo(f"helpline: serving on {where}", err=True)
+        click.echo(f"helpline: WARNING: the simulator is ON at {where}/simulator while {' and '.join(real)} "
+                   "is configured ([server] simulator = true): anyone who reaches this address can play a worker "
+                   "and open cases. Its cases are marked simulated and never page on-call. Turn it off for "
+                   "production: simulator = false (or leave the key out).", err=True)
+    else:
+        click.echo(f"helpline: serving on {where} (simulator: {where}/simulator)", err=True)
+    escalation = config.escalation
+    if not escalation.telegram_chat_id and not escalation.oncall_numbers:
+        click.echo("helpline: WARNING: no staff group ([escalation] telegram_chat_id) and no on-call numbers "
+                   "([escalation] oncall_numbers) are set: a worker in danger gets the emergency numbers, but no "
+                   "person is told (and the worker is told so). Set at least one.", err=True)
+    elif escalation.telegram_chat_id and "Telegram" not in real:
+        click.echo("helpline: WARNING: [escalation] telegram_chat_id is set but [telegram] token is not: staff "
+                   "alerts wait in the outbox until Telegram is configured.", err=True)
+    if escalation.oncall_numbers and "Twilio" not in real:
+        click.echo("helpline: WARNING: [escalation] oncall_numbers are set but Twilio is not configured: on-call "
+                   "pages wait in the outbox until it is.", err=True)
 
 
 def _single_instance(database: str, busy: str, create: bool = True) -> int:
@@ -298,13 +326,15 @@ def cases_list(config_path: str | None, status: str | None, urgent: bool, as_jso
         row = {"reference": case["reference"], "status": case["status"], "urgent": case["urgent"],
                "kind": case["kind"], "category": case["category"], "country": case["country"],
                "language": case["language"], "created_at": case["created_at"], "claimed_by": case["claimed_by"],
-               "anonymous": case["contact_id"] is None and bool(case["reporter_key"])}
+               "anonymous": case["contact_id"] is None and bool(case["reporter_key"]),
+               "simulated": case["simulated"]}
         if as_json:
             click.echo(json.dumps(row, ensure_ascii=False))
         else:
             click.echo(f"{row['reference']}  {'URGENT ' if row['urgent'] else '       '}{row['status']:<12} "
                        f"{row['kind']:<9} {row['category'] or '-':<13} {row['country'] or '-':<5} "
-                       f"{row['language'] or '-':<3} {row['created_at'][:16]}  {row['claimed_by'] or ''}")
+                       f"{row['language'] or '-':<3} {row['created_at'][:16]}  {row['claimed_by'] or ''}"
+                       + ("  (simulated: from /simulator, not a real worker)" if row["simulated"] else ""))
     store.close()
 
 
@@ -326,7 +356,7 @@ def cases_show(reference: str, config_path: str | None, as_json: bool, by: str |
         sys.exit(2)
     store.audit(_who(by), "view_case", f"case:{case['reference']}", None, datetime.now(UTC))
     events = store.case_events(case["id"])
-    shown = {key: case[key] for key in ("reference", "status", "urgent", "kind", "category", "country",
+    shown = {key: case[key] for key in ("reference", "status", "urgent", "simulated", "kind", "category", "country",
                                         "language", "created_at", "updated_at", "claimed_by", "claimed_at")}
     shown.update(anonymous=case["contact_id"] is None, details=case["details"], events=events)
     if as_json:
@@ -367,8 +397,7 @@ def cases_set_status(reference: str, status: str, note: str | None, config_path:
         click.echo(f"error: no case {reference}", err=True)
         sys.exit(2)
     catalogs = Catalogs(content_paths(config)[1], config.content.default_language)
-    staff = Staff(StaffSettings(config.escalation.telegram_chat_id, config.escalation.oncall_numbers,
-                                config.escalation.claim_timeout_minutes, config.sms.segment_budget), catalogs)
+    staff = Staff(StaffSettings.from_config(config), catalogs)
     try:
         told = staff.set_status(store, parse_reference(reference) or reference, status, note, _who(by),
                                 datetime.now(UTC))

@@ -26,7 +26,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""
-    simulator: bool = True
+    simulator: bool | None = None  # None ("auto"): on only when neither Twilio nor Telegram is configured
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,8 @@ class EscalationConfig:
     telegram_chat_id: int = 0
     oncall_numbers: tuple[str, ...] = ()
     claim_timeout_minutes: int = 10
+    oncall_pages_per_case: int = 3
+    oncall_pages_per_hour: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,28 @@ class Config:
 
 _CHOICES = {("telegram", "mode"): ("webhook", "polling")}
 _AT_LEAST_ONE = {("telegram", "messages_per_second"), ("sms", "segment_budget"), ("security", "messages_per_minute"),
-                 ("session", "idle_minutes"), ("escalation", "claim_timeout_minutes")}
+                 ("session", "idle_minutes"), ("escalation", "claim_timeout_minutes"),
+                 ("escalation", "oncall_pages_per_case"), ("escalation", "oncall_pages_per_hour")}
+AUTO = "auto"  # a switch left to the helpline: ``[server] simulator``
+SWITCH_HINT = f' (or "{AUTO}", the default: on only when neither Twilio nor Telegram is configured)'
+
+
+def real_channels(config: Config) -> list[str]:
+    """The providers configured (the same test as :func:`bot.channels.provider_channels`), by name."""
+    found = []
+    if config.twilio.account_sid and config.twilio.auth_token:
+        found.append("Twilio")
+    if config.telegram.token:
+        found.append("Telegram")
+    return found
+
+
+def simulator_on(config: Config) -> bool:
+    """Whether /simulator is served: as set, or (not set) only when no real channel is configured, so a
+    production helpline never opens a door for anyone to play a worker by default."""
+    if config.server.simulator is not None:
+        return config.server.simulator
+    return not real_channels(config)
 
 
 def load_config(path: str | os.PathLike[str] | None = None, environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -175,6 +198,12 @@ def _section(section_field: dataclasses.Field, values: Any, where: str, environ:
 
 
 def _check_type(value: Any, hint: Any, label: str) -> Any:
+    if hint == bool | None:
+        if value == AUTO:
+            return None
+        if not isinstance(value, bool):
+            raise ConfigError(f"{label} must be true or false, not {value!r}{SWITCH_HINT}")
+        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{label} must be true or false, not {value!r}")
@@ -195,11 +224,14 @@ def _check_type(value: Any, hint: Any, label: str) -> Any:
 
 
 def _from_env(text: str, hint: Any, env_name: str) -> Any:
-    if hint is bool:
+    if hint == bool | None and text.strip().lower() in (AUTO, ""):
+        return None
+    if hint in (bool, bool | None):
         answer = {"true": True, "1": True, "yes": True, "on": True,
                   "false": False, "0": False, "no": False, "off": False}.get(text.strip().lower())
         if answer is None:
-            raise ConfigError(f"environment {env_name} must be true or false, not {text!r}")
+            hint_text = SWITCH_HINT if hint == bool | None else ""
+            raise ConfigError(f"environment {env_name} must be true or false, not {text!r}{hint_text}")
         return answer
     if hint is int:
         try:

@@ -111,6 +111,7 @@ CAPABILITIES: dict[str, Capabilities] = {
     "simulator-sms": SMS,
     "simulator-telegram": TELEGRAM,
 }
+SIMULATED_CHANNELS = frozenset({"simulator-sms", "simulator-telegram"})  # no real worker: cases are marked
 
 
 @dataclass(slots=True)

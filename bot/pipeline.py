@@ -20,7 +20,7 @@ from bot.flows.engine import Conversation, Engine, Say
 from bot.flows.model import FlowSet
 from bot.i18n import Catalogs, _, as_number, normalise
 from bot.keywords import Keyword, KeywordTable
-from bot.messages import CAPABILITIES, Inbound, Reply
+from bot.messages import CAPABILITIES, SIMULATED_CHANNELS, Inbound, Reply
 from bot.render import render
 from bot.staff import Staff, StaffSettings
 from bot.store.sqlite import Contact, Store, iso
@@ -36,7 +36,7 @@ EVIDENCE = "_evidence"  # media sent before a case exists, attached when one ope
 PAUSED = "_paused_node"  # where a worker was when danger interrupted the flow
 TYPED = "_typed"  # when the worker's last typed messages came (seconds): what the flood limit counts
 KEEP_AFTER_END = ("country", EVIDENCE, TYPED)  # slots worth remembering between conversations
-NOT_DETAILS = {"language", "reference", "topic"}  # conversation slots that say nothing about the case
+NOT_DETAILS = {"language", "reference", "topic", "alerted"}  # conversation slots that say nothing about the case
 PIN_TRIES = 5  # wrong PINs in a row before STATUS is locked
 PIN_LOCK = timedelta(hours=1)
 
@@ -407,7 +407,7 @@ class Turn:
             reference, None if anonymous else self.contact.id, kind, urgent, details, self.conversation.language,
             self.now, category=_first(slots.get("problem")), country=slots.get("country"),
             reporter_key=self.store.sealer.lookup_key(self.contact.channel, self.contact.address) if anonymous
-            else None,
+            else None, simulated=self.contact.channel in SIMULATED_CHANNELS,
         )
         self.store.case_event(case_id, "opened", "worker", None, self.now)
         if slots.get(EVIDENCE):
@@ -431,9 +431,11 @@ class Turn:
         assessment = self.assessment
         if assessment is not None and assessment.urgent:
             reason = f"danger words ({assessment.category}: “{assessment.matched}”, {assessment.language})"
+            why = f"danger words ({assessment.category})"
         else:
-            reason = "pressed “I am in danger now” or sent SOS" if urgent else "asked to talk to a person"
-        self.p.staff.alert(self.store, case, self.contact, self.inbound.text, reason, self.now)
+            reason = why = "pressed “I am in danger now” or sent SOS" if urgent else "asked to talk to a person"
+        alerted = self.p.staff.alert(self.store, case, self.contact, self.inbound.text, reason, self.now, why=why)
+        self.conversation.slots["alerted"] = "yes" if alerted else "no"  # the flow tells the worker only the truth
         self.reply.events.append(f"{'urgent' if urgent else 'handoff'}:{case['reference']}")
 
     def status(self, typed: str) -> None:

@@ -290,7 +290,8 @@ def test_env_switch_that_is_neither_true_nor_false_names_the_variable():
     with pytest.raises(ConfigError) as caught:
         load_config(None, environ={"HELPLINE_SERVER_SIMULATOR": "maybe"})
 
-    assert str(caught.value) == "environment HELPLINE_SERVER_SIMULATOR must be true or false, not 'maybe'"
+    assert str(caught.value) == ("environment HELPLINE_SERVER_SIMULATOR must be true or false, not 'maybe' "
+                                 '(or "auto", the default: on only when neither Twilio nor Telegram is configured)')
 
 
 def test_env_telegram_mode_is_checked_against_the_choices():

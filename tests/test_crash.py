@@ -21,7 +21,8 @@ from tests.test_twilio_sms import ACCOUNT, TOKEN, signed, webhook
 BURST = 60
 
 
-def start_serve(tmp_path, port: int, twilio_url: str, *options: str) -> subprocess.Popen:
+def start_serve(tmp_path, port: int, twilio_url: str, *options: str, env: dict[str, str] | None = None
+                ) -> subprocess.Popen:
     config = tmp_path / "helpline.toml"
     config.write_text(
         f'[server]\nport = {port}\npublic_url = "https://helpline.example.org"\n'
@@ -29,19 +30,20 @@ def start_serve(tmp_path, port: int, twilio_url: str, *options: str) -> subproce
         f'[twilio]\naccount_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\nfrom_number = "+15550006666"\n'
         f'api_base_url = "{twilio_url}"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}, **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config), *options], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
 
 
 @contextlib.asynccontextmanager
-async def serving_in(folder, *options: str):
+async def serving_in(folder, *options: str, env: dict[str, str] | None = None):
     """`helpline serve` in ``folder`` with Twilio at a loopback fake, once healthy: (process, session, base,
-    twilio). The process is killed at the end if it still runs."""
+    twilio). ``env``: HELPLINE_* settings beyond the config file. The process is killed at the end if it still
+    runs."""
     twilio = FakeTwilio()
     url = await twilio.start()
     port = free_port()
-    process = start_serve(folder, port, url, *options)
+    process = start_serve(folder, port, url, *options, env=env)
     session = aiohttp.ClientSession()
     base = f"http://127.0.0.1:{port}"
     try:

@@ -403,8 +403,8 @@ def test_text_missing_from_the_catalog_template_is_an_error_at_the_flow_line(tmp
     shutil.copytree(SHIPPED_FLOWS, folder)
     file = folder / "main.yaml"
     text = file.read_text(encoding="utf-8")
-    assert "    next: person_told\n" in text
-    text = text.replace("    next: person_told\n", "    next: person_hours\n", 1)
+    assert "    else: person_told\n" in text
+    text = text.replace("    else: person_told\n", "    else: person_hours\n", 1)
     text += '\n  person_hours:\n    send: "We answer from 9 to 5, Monday to Friday."\n    next: person_told\n'
     file.write_text(text, encoding="utf-8")
 

@@ -66,7 +66,7 @@ async def metric(session: aiohttp.ClientSession, base: str, name: str) -> float:
 
 @pytest.fixture
 async def serving(tmp_path):
-    async with serving_in(tmp_path) as served:
+    async with serving_in(tmp_path, env={"HELPLINE_SERVER_SIMULATOR": "true"}) as served:  # beside Twilio
         yield served
 
 

@@ -283,8 +283,9 @@ class TelegramChannel:
             limiter = self._per_chat[chat_id] = AsyncLimiter(PER_CHAT_BURST, PER_CHAT_BURST)
         await limiter.acquire()
         buttons = pending.body.get("buttons") or []
-        if pending.body.get("staff"):  # Claim and Resolve side by side
-            rows = [[InlineKeyboardButton(label, callback_data=value) for label, value in buttons]]
+        if pending.body.get("staff"):  # Claim and Resolve side by side (a digest's Claim buttons three a row)
+            keys = [InlineKeyboardButton(label, callback_data=value) for label, value in buttons]
+            rows = [keys[start:start + 3] for start in range(0, len(keys), 3)]
         else:
             rows = [[InlineKeyboardButton(label, callback_data=value)] for label, value in buttons]
         markup = InlineKeyboardMarkup(rows) if buttons else None

@@ -235,6 +235,45 @@ def m011_key_fingerprint(db: Database) -> None:
 
 
 @migrations()
+def m013_staff_priority_and_pages(db: Database) -> None:
+    """Staff alerts are never stuck behind a queue, the simulator is no door into production, on-call phones
+    are not flooded:
+
+    - ``outbox.priority``: the staff group's messages about an urgent case go before the others waiting for
+      it. The head of a contact is its highest priority, then oldest, message (a worker's messages all have
+      priority 0, so theirs stays the oldest: their order is kept). Two index seeks find it: a partial index
+      holds only the rows with a priority, so a worker's messages cost nothing more.
+    - ``cases.simulated``: a case opened from the simulator (or ``helpline chat``), shown as such to staff,
+      never paging on-call.
+    - ``oncall_pages``: every page to on-call numbers (``paged``), held beyond the hourly cap (``held``, then
+      ``digested``), and the digest SMS itself (``digest``), to count pages per case and per hour."""
+    db.executescript(
+        """
+        ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE cases ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0;
+        DROP TRIGGER outbox_head_on_delete;
+        CREATE INDEX outbox_priority ON outbox (contact_id, message_id) WHERE priority > 0;
+        CREATE TRIGGER outbox_head_on_delete AFTER DELETE ON outbox WHEN OLD.head = 1
+        BEGIN
+            UPDATE outbox SET head = 1
+            WHERE message_id = COALESCE(
+                (SELECT MIN(message_id) FROM outbox WHERE contact_id = OLD.contact_id AND priority > 0),
+                (SELECT MIN(message_id) FROM outbox WHERE contact_id = OLD.contact_id));
+        END;
+        CREATE TABLE oncall_pages (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER REFERENCES cases(id) ON DELETE SET NULL,
+            reference TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,               -- paged, held, digested, digest
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX oncall_pages_status ON oncall_pages (status, created_at);
+        CREATE INDEX oncall_pages_case ON oncall_pages (case_id);
+        """
+    )
+
+
+@migrations()
 def m014_status_lock(db: Database) -> None:
     """Wrong PINs are counted per contact (the PIN is the contact's), and after too many STATUS is locked for a
     while: a phone in someone else's hands cannot try all 10,000 four-digit PINs."""

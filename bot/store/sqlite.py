@@ -339,21 +339,63 @@ class Store:
             "SELECT contact_id, MAX(provider_id) FROM messages WHERE status = 'held'"
             " GROUP BY contact_id HAVING MAX(created_at) < ?", [iso(before)]).fetchall()
 
-    def queue_outbound(self, contact: Contact, body: dict, now: datetime, not_before: datetime | None = None) -> int:
+    def queue_outbound(self, contact: Contact, body: dict, now: datetime, not_before: datetime | None = None,
+                       priority: int = 0) -> int:
         """Put a message in the outbox; the delivery worker sends it, not before ``not_before`` if given
-        (a worker's safe hours)."""
+        (a worker's safe hours). ``priority`` 1 (a staff message about an urgent case) goes before the
+        contact's messages of priority 0 that wait (migration m013)."""
         cursor = self.db.execute(
             "INSERT INTO messages (contact_id, direction, channel, body, status, created_at, updated_at)"
             " VALUES (?, 'out', ?, ?, 'queued', ?, ?)",
             [contact.id, contact.channel, self._seal_json(body), iso(now), iso(now)],
         )
+        when = iso(max(now, not_before) if not_before else now)
+        if priority:
+            return self._queue_first(contact, cursor.lastrowid, when, priority)
         self.db.execute(  # the head (sent first) when nothing else of this contact's waits (migration m009)
             "INSERT INTO outbox (message_id, contact_id, channel, next_attempt_at, head)"
             " VALUES (?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM outbox WHERE contact_id = ?))",
-            [cursor.lastrowid, contact.id, contact.channel, iso(max(now, not_before) if not_before else now),
-             contact.id],
+            [cursor.lastrowid, contact.id, contact.channel, when, contact.id],
         )
         return cursor.lastrowid
+
+    def _queue_first(self, contact: Contact, message_id: int, when: str, priority: int) -> int:
+        """Into the outbox before every message of lower priority: it becomes the head unless the head has as
+        high a priority. A head it replaces may be in flight; the delivery worker sends one message of a contact
+        at a time, so the new head waits for that send, and the old one (if retried) comes after it."""
+        head = self.db.execute("SELECT message_id, priority FROM outbox WHERE contact_id = ? AND head = 1",
+                               [contact.id]).fetchone()
+        first = head is None or head[1] < priority
+        if head is not None and first:
+            self.db.execute("UPDATE outbox SET head = 0 WHERE message_id = ?", [head[0]])
+        self.db.execute(
+            "INSERT INTO outbox (message_id, contact_id, channel, next_attempt_at, head, priority)"
+            " VALUES (?, ?, ?, ?, ?, ?)", [message_id, contact.id, contact.channel, when, int(first), priority])
+        return message_id
+
+    def waiting(self, contact_id: int) -> list[tuple[int, int, bool]]:
+        """(message id, priority, head) of every message of this contact in the outbox, oldest first."""
+        return [(row[0], row[1], bool(row[2])) for row in self.db.execute(
+            "SELECT message_id, priority, head FROM outbox WHERE contact_id = ? ORDER BY message_id", [contact_id])]
+
+    def take_from_outbox(self, message_ids: list[int], status: str, now: datetime) -> list[tuple[int, dict]]:
+        """Take these messages out of the outbox unsent, marked ``status`` (``digested``: one digest message
+        carries them instead); returns (id, body) of each, oldest first. Never the head: it may be in flight."""
+        taken = []
+        for message_id in sorted(message_ids):
+            row = self.db.execute("SELECT m.body FROM outbox o JOIN messages m ON m.id = o.message_id"
+                                  " WHERE o.message_id = ? AND o.head = 0", [message_id]).fetchone()
+            if row is None:
+                continue
+            self.db.execute("DELETE FROM outbox WHERE message_id = ?", [message_id])
+            self.db.execute("UPDATE messages SET status = ?, updated_at = ? WHERE id = ?",
+                            [status, iso(now), message_id])
+            taken.append((message_id, self._unseal_json(row[0])))
+        return taken
+
+    def message_status(self, message_id: int) -> str | None:
+        row = self.db.execute("SELECT status FROM messages WHERE id = ?", [message_id]).fetchone()
+        return row[0] if row else None
 
     def due(self, now: datetime, limit: int = 100, busy: frozenset[int] = frozenset(),
             channel: str | None = None) -> list[Pending]:
@@ -507,13 +549,13 @@ class Store:
 
     def create_case(self, reference: str, contact_id: int | None, kind: str, urgent: bool, details: dict,
                     language: str | None, now: datetime, category: str | None = None,
-                    country: str | None = None, reporter_key: str | None = None) -> int:
+                    country: str | None = None, reporter_key: str | None = None, simulated: bool = False) -> int:
         self.db.execute("INSERT INTO issued_references (reference) VALUES (?)", [reference])
         cursor = self.db.execute(
             "INSERT INTO cases (reference, contact_id, status, urgent, kind, category, country, language, details,"
-            " created_at, updated_at, reporter_key) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " created_at, updated_at, reporter_key, simulated) VALUES (?, ?, 'new', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [reference, contact_id, int(urgent), kind, category, country, language, self._seal_json(details),
-             iso(now), iso(now), reporter_key],
+             iso(now), iso(now), reporter_key, int(simulated)],
         )
         return cursor.lastrowid
 
@@ -617,7 +659,36 @@ class Store:
         ]
 
     def _case_row(self, row: dict) -> dict:
-        return {**row, "details": self._unseal_json(row["details"]), "urgent": bool(row["urgent"])}
+        return {**row, "details": self._unseal_json(row["details"]), "urgent": bool(row["urgent"]),
+                "simulated": bool(row.get("simulated"))}
+
+    # On-call pages ---------------------------------------------------------------------------------
+
+    def record_oncall_page(self, case_id: int | None, reference: str, status: str, now: datetime) -> None:
+        self.db.execute("INSERT INTO oncall_pages (case_id, reference, status, created_at) VALUES (?, ?, ?, ?)",
+                        [case_id, reference, status, iso(now)])
+
+    def oncall_pages(self, *, case_id: int | None = None, since: datetime | None = None,
+                     statuses: tuple[str, ...] = ("paged",)) -> int:
+        """How many on-call pages (of these statuses) about one case, or since a moment."""
+        sql = f"SELECT COUNT(*) FROM oncall_pages WHERE status IN ({','.join('?' * len(statuses))})"
+        params: list[Any] = list(statuses)
+        if case_id is not None:
+            sql += " AND case_id = ?"
+            params.append(case_id)
+        if since is not None:
+            sql += " AND created_at > ?"
+            params.append(iso(since))
+        return self.db.execute(sql, params).fetchone()[0]
+
+    def held_oncall_pages(self) -> list[tuple[int, int | None, str, str]]:
+        """(id, case id, reference, held at) of the pages held beyond the hourly cap, oldest first."""
+        return self.db.execute("SELECT id, case_id, reference, created_at FROM oncall_pages WHERE status = 'held'"
+                               " ORDER BY id").fetchall()
+
+    def mark_oncall_pages(self, page_ids: list[int], status: str) -> None:
+        self.db.execute(f"UPDATE oncall_pages SET status = ? WHERE id IN ({','.join('?' * len(page_ids))})",
+                        [status, *page_ids])
 
     # Erasure and audit -----------------------------------------------------------------------------
 

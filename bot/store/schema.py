@@ -224,3 +224,11 @@ def m010_indexes_per_message(db: Database) -> None:
         CREATE INDEX messages_inbound ON messages (contact_id, created_at, direction) WHERE direction = 'in';
         """
     )
+
+
+@migrations()
+def m012_outbox_in_doubt(db: Database) -> None:
+    """When a send may be at the provider (``in_doubt_since``: the moment it was first read to be sent, set in
+    the same trip as that read, cleared by its outcome), so that after a crash or a lost answer the bot asks the
+    provider whether it took the message before sending it again (``bot.outbox``)."""
+    db.executescript("ALTER TABLE outbox ADD COLUMN in_doubt_since TEXT;")

@@ -206,10 +206,10 @@ class Delivery:
         if pending.message_id in self._accepted:  # taken by the provider already: only its mark is missing
             await self._sent(pending, self._accepted[pending.message_id][1])
             return
+        if pending.in_doubt_since is not None and pending.channel in self.lookups and await self._settled(pending):
+            return  # (first: a reply the worker got before opting out is recorded as sent)
         if pending.opted_out and not pending.body.get("opt_out_notice"):
             await self._fail(pending, "the worker opted out; not sent")
-            return
-        if pending.in_doubt_since is not None and pending.channel in self.lookups and await self._settled(pending):
             return
         try:
             provider_id = await self._send(pending)

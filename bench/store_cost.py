@@ -3,9 +3,9 @@
 The server's database thread is the one serial resource at saturation (bench/RESULTS.md), so its cost per
 message is the figure to watch when changing the pipeline or the store. This runs exactly what that thread
 runs under `helpline serve`: intake batches (one transaction, a savepoint per message, ``Intake._process``),
-then the delivery's reads of what is due and its batched ``mark_sent`` writes (``bot.outbox._due``/``_apply``),
-on a real SQLite file with the data key, the real flows and catalogs, 128 simulated SMS workers walking the
-rights and complaint flows (bench/walks.py).
+then the delivery's reads of what is due (which mark SMS sends in doubt) and its batched ``mark_sent`` writes
+(``bot.outbox._due``/``_apply``), on a real SQLite file with the data key, the real flows and catalogs, 128
+simulated SMS workers walking the rights and complaint flows (bench/walks.py).
 
     python bench/store_cost.py              # CPU microseconds per message (best of 6 rounds of 2,000)
     python bench/store_cost.py --callgrind  # instructions per message under valgrind: repeatable to ~0.1 %
@@ -36,6 +36,7 @@ from bench.walks import Mix  # noqa: E402
 
 WORKERS = 128  # as the saturation phase of bench/run.py
 BATCH = 100  # about what the intake gathers per transaction at saturation
+MARKED = frozenset({"sms"})  # SMS sends are marked in doubt as they are read, as the server does (Twilio can be asked)
 
 
 class Rig:
@@ -80,10 +81,10 @@ class Rig:
             inbounds = self.batch()
             self.intake._process(self.store, inbounds)
             now = datetime.now(UTC)
-            due = _due(self.store, now, {"sms": 64}, frozenset())
+            due, _ = _due(self.store, now, {"sms": 64}, frozenset(), MARKED)
             while due:  # every reply sent: marked in batches, as the delivery's outcome writer does
                 _apply(self.store, [(Store.mark_sent, (p.message_id, f"SMout{p.message_id}", now)) for p in due])
-                due = _due(self.store, now, {"sms": 64}, frozenset())
+                due, _ = _due(self.store, now, {"sms": 64}, frozenset(), MARKED)
             done += len(inbounds)
 
 

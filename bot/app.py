@@ -25,7 +25,7 @@ from bot.intake import Intake
 from bot.keys import BOT, DATABASE, INTAKE, SIMULATOR
 from bot.messages import Inbound, Reply
 from bot.metrics import Metrics
-from bot.outbox import Delivery, Sender
+from bot.outbox import Delivery, Lookup, Sender
 from bot.pipeline import Pipeline, PipelineSettings
 from bot.runtime import quiet_libraries
 from bot.security import open_store, sealer_for
@@ -133,7 +133,11 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
             await database.call(staff.delivery_failed, pending.body, reason, clock.now())
             delivery.wake()
 
-    delivery = Delivery(database, all_senders, clock, on_sent=sent, on_failed=failed, health=health)
+    # The server's own provider clients (started with the bot) ask Twilio about sends in doubt, also when the
+    # sends themselves go through the front.
+    lookups = {name: channel for name, channel in providers.items() if isinstance(channel, Lookup)}
+    delivery = Delivery(database, all_senders, clock, on_sent=sent, on_failed=failed, lookups=lookups,
+                        health=health)
     health.on_usable = delivery.wake
 
     def committed(results: list[tuple[Inbound, Reply, float]]) -> None:

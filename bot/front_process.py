@@ -24,10 +24,10 @@ turn of the event loop:
   :class:`~bot.outbox.SendError`'s fields), ``{"call", "inbound": {...}}`` (store this message),
   ``{"closed": true}``.
 
-If the front dies, the sends it had are failed as retryable (the provider may have taken them: at least
-once, as after any crash), new sends wait for it, and the server starts it again (1 s, then longer); a
-webhook it was reading gets no answer, and the provider sends it again or reports it (as when any server
-dies mid-request). If the server dies, the front sees the socket close and stops at once.
+If the front dies, the sends it had are failed as in doubt (the provider may have taken them: the server asks
+it before sending them again, see :mod:`bot.outbox`), new sends wait for it, and the server starts it again
+(1 s, then longer); a webhook it was reading gets no answer, and the provider sends it again or reports it (as
+when any server dies mid-request). If the server dies, the front sees the socket close and stops at once.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ class FrontProcess:
             if self._writer is not None:
                 self._writer.close()
             self._sends.fail_all({"error": {"message": "the front process stopped during the send",
-                                            "retry_after": 1.0}})
+                                            "retry_after": 1.0, "in_doubt": True}})
 
     def _take(self, call: int, fields: dict) -> None:
         """A message the front read: stored through the intake, then the front may answer the provider (a
@@ -416,10 +416,11 @@ async def _send(channels: dict, request: dict, lines: JsonLines) -> None:
     except SendError as error:
         answer = {"id": request["id"], "error": {"message": str(error), "permanent": error.permanent,
                                                  "retry_after": error.retry_after, "code": error.code,
-                                                 "opted_out": error.opted_out, "down": error.down}}
+                                                 "opted_out": error.opted_out, "down": error.down,
+                                                 "in_doubt": error.in_doubt}}
     except Exception as error:  # a bug or an unexpected library error: retried, never dropped
         log.exception("send of message %s raised", request["pending"].get("message_id"))
-        answer = {"id": request["id"], "error": {"message": repr(error)}}
+        answer = {"id": request["id"], "error": {"message": repr(error), "in_doubt": True}}
     lines.send(answer)
 
 

@@ -137,7 +137,7 @@ async def test_a_front_that_dies_is_started_again_and_requests_meanwhile_wait_fo
         assert await metric(fresh, base, "helpline_front_restarts_total") == 1
 
 
-async def test_a_reply_in_flight_when_the_front_dies_is_sent_again_once_it_is_back(serving):
+async def test_a_reply_twilio_took_while_the_front_died_is_looked_up_not_sent_again(serving, tmp_path):
     process, session, base, twilio = serving
     front = front_process(process.pid)
     twilio.hold = asyncio.Event()
@@ -146,13 +146,34 @@ async def test_a_reply_in_flight_when_the_front_dies_is_sent_again_once_it_is_ba
     await eventually(lambda: at_least(twilio.calls, 1))
     front.send_signal(signal.SIGKILL)  # Twilio has the request; the bot never hears back
     front.wait(timeout=10)
-    twilio.hold.set()
+    twilio.hold.set()  # and Twilio takes it
 
-    calls = await eventually(lambda: at_least(twilio.calls, 2))
-    assert [call["form"]["To"] for call in calls] == ["+60190000003"] * 2, "at least once: sent again"
-    assert calls[0]["form"]["Body"] == calls[1]["form"]["Body"]
     async with aiohttp.ClientSession() as fresh:  # the pooled connections died with the first front
         await eventually(lambda: outbox_is_empty(fresh, base))
+    assert [call["form"]["To"] for call in twilio.calls] == ["+60190000003"], "exactly once: not sent again"
+    assert twilio.lists and twilio.lists[0]["To"] == "+60190000003", "the server asked Twilio"
+    with sqlite3.connect(tmp_path / "h.db") as db:
+        assert db.execute("SELECT status FROM messages WHERE direction = 'out'").fetchall() == [("sent",)]
+
+
+async def test_a_reply_twilio_never_got_while_the_front_died_is_sent_again_once(serving):
+    process, session, base, twilio = serving
+    front = front_process(process.pid)
+    twilio.hold = asyncio.Event()
+    twilio.lost_requests = 1  # the request never makes it into Twilio
+
+    assert await send_sms(session, base, webhook("hi", sender="+60190000005", sid="SM" + "5" * 32)) == 200
+    await eventually(lambda: at_least(twilio.calls, 1))
+    front.send_signal(signal.SIGKILL)
+    front.wait(timeout=10)
+    twilio.hold.set()
+
+    sent = await eventually(lambda: at_least(twilio.sent(), 1))
+    assert [call["form"]["To"] for call in sent] == ["+60190000005"]
+    assert len(twilio.calls) == 2 and twilio.lists, "looked up at Twilio, then sent again"
+    async with aiohttp.ClientSession() as fresh:
+        await eventually(lambda: outbox_is_empty(fresh, base))
+    assert len(twilio.sent()) == 1
 
 
 async def test_webhooks_that_arrive_while_the_front_hangs_are_answered_when_it_is_back(serving):

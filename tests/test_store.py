@@ -19,6 +19,7 @@ NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ALL_MIGRATIONS = ["m001_initial", "m002_reference_history", "m003_staff_handoff", "m004_anonymous_reports",
                   "m005_privacy", "m006_indexes_for_scale", "m007_outbox_by_channel", "m008_outbox_heads",
                   "m009_outbox_head_set_on_insert", "m010_indexes_per_message", "m011_key_fingerprint",
+                  "m012_outbox_in_doubt",
                   "m013_staff_priority_and_pages", "m014_status_lock"]
 
 

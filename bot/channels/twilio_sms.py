@@ -12,10 +12,11 @@ import base64
 import hmac
 import logging
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import lru_cache
 from urllib.parse import quote_plus, urlencode
 
-from aiohttp import ClientError, ClientResponse, ClientSession, ClientTimeout, web
+from aiohttp import ClientConnectorError, ClientError, ClientResponse, ClientSession, ClientTimeout, web
 from multidict import MultiDictProxy
 from twilio.request_validator import RequestValidator
 
@@ -38,6 +39,8 @@ OPTED_OUT = 21610  # Twilio error: the recipient replied STOP
 STATUSES = ("queued", "sending", "sent", "delivered", "undelivered", "failed", "read")
 CREDENTIALS_REFUSED = "Twilio refused the account SID or auth token"
 UNREACHABLE = "cannot reach Twilio"
+PAGE_SIZE = 1000  # Twilio's largest page of the Messages list
+MAX_PAGES = 20  # a worker's whole history with the helpline fits many times over
 
 
 class TwilioChannel:
@@ -57,6 +60,7 @@ class TwilioChannel:
         token = base64.b64encode(f"{config.account_sid}:{config.auth_token}".encode()).decode()
         self._headers = {"Authorization": f"Basic {token}", "Content-Type": "application/x-www-form-urlencoded",
                          "Accept": "application/json"}
+        self._list_headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
         sender = ({"MessagingServiceSid": config.messaging_service_sid} if config.messaging_service_sid
                   else {"From": config.from_number})
         if self.public_url:
@@ -188,8 +192,10 @@ class TwilioChannel:
                     raise SendError("Twilio 429: too many requests",
                                     retry_after=_seconds(response.headers.get("Retry-After")))
                 answer = await _json(response)
-        except (OSError, TimeoutError, ClientError) as error:
+        except ClientConnectorError as error:  # no connection, so no request: Twilio has not got it
             raise SendError(f"network: {error!r}", down=UNREACHABLE) from None
+        except (OSError, TimeoutError, ClientError) as error:  # the request may have reached Twilio
+            raise SendError(f"network: {error!r}", down=UNREACHABLE, in_doubt=True) from None
         if response.status < 300 and isinstance(answer.get("sid"), str):
             return answer["sid"]
         code, message = answer.get("code"), answer.get("message") or response.reason
@@ -205,6 +211,59 @@ class TwilioChannel:
                             down=CREDENTIALS_REFUSED)
         raise SendError(f"Twilio {response.status}, error {code}: {message}", permanent=True,
                         code=None if code is None else str(code))
+
+    async def accepted_since(self, pending: Pending, since: datetime) -> list[str]:
+        """The SIDs of the messages Twilio took since ``since`` to this worker, from our number (or messaging
+        service), with exactly this text, oldest first: Twilio's Messages list (`Read multiple Message
+        resources`), filtered by To and From and read page by page (``next_page_uri``).
+
+        Not filtered by DateSent: a message Twilio took but has not sent yet (queued behind the number's rate,
+        which is when a burst is cut short) has no DateSent, so that filter would leave it out and it would be
+        sent twice. Raises :class:`SendError` when Twilio cannot be asked."""
+        if self._session is None:
+            raise SendError("Twilio's client is not started")
+        query = {"To": pending.address, "PageSize": str(PAGE_SIZE)}
+        if not self.config.messaging_service_sid:
+            query["From"] = self.config.from_number
+        text = pending.body.get("text", "")
+        url: str | None = f"{self._messages_url}?{urlencode(query)}"
+        found: list[tuple[datetime, str]] = []
+        for _ in range(MAX_PAGES):
+            if url is None:
+                return [sid for _, sid in sorted(found)]
+            try:
+                async with self._session.get(url, headers=self._list_headers) as response:
+                    page = await _json(response)
+                    if response.status != 200 or not isinstance(page.get("messages"), list):
+                        # (the code only: Twilio's text may quote the number, and this is logged and stored)
+                        raise SendError(f"Twilio {response.status} to the Messages list (code {page.get('code')})")
+            except (OSError, TimeoutError, ClientError) as error:  # (the URL carries the number: not shown)
+                raise SendError(f"network: {type(error).__name__}") from None
+            for message in page["messages"]:
+                taken = _taken_at(message)
+                if (isinstance(message, dict) and message.get("to") == pending.address
+                        and message.get("body") == text and isinstance(message.get("sid"), str)
+                        and taken is not None and taken >= since and self._ours(message)):
+                    found.append((taken, message["sid"]))
+            next_page = page.get("next_page_uri")
+            url = f"{self.api_base_url}{next_page}" if isinstance(next_page, str) and next_page else None
+        raise SendError(f"over {MAX_PAGES * PAGE_SIZE} messages to one number in Twilio's Messages list")
+
+    def _ours(self, message: dict) -> bool:
+        if self.config.messaging_service_sid:
+            return message.get("messaging_service_sid") == self.config.messaging_service_sid
+        return message.get("from") == self.config.from_number
+
+
+def _taken_at(message: object) -> datetime | None:
+    """When Twilio took a message (``date_created``, RFC 2822 as Twilio writes it)."""
+    if not isinstance(message, dict) or not isinstance(message.get("date_created"), str):
+        return None
+    try:
+        moment = parsedate_to_datetime(message["date_created"])
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 _quoted = lru_cache(maxsize=4096)(quote_plus)  # most replies are the same few texts; quoting is pure Python

@@ -235,6 +235,14 @@ def m011_key_fingerprint(db: Database) -> None:
 
 
 @migrations()
+def m012_outbox_in_doubt(db: Database) -> None:
+    """When a send may be at the provider (``in_doubt_since``: the moment it was first read to be sent, set in
+    the same trip as that read, cleared by its outcome), so that after a crash or a lost answer the bot asks the
+    provider whether it took the message before sending it again (``bot.outbox``)."""
+    db.executescript("ALTER TABLE outbox ADD COLUMN in_doubt_since TEXT;")
+
+
+@migrations()
 def m013_staff_priority_and_pages(db: Database) -> None:
     """Staff alerts are never stuck behind a queue, the simulator is no door into production, on-call phones
     are not flooded:

@@ -119,6 +119,7 @@ class Pending:
     body: dict
     attempts: int
     opted_out: bool = False
+    in_doubt_since: str | None = None  # a send of it may be at the provider since then (a crash, a lost answer)
 
 
 class Store:
@@ -406,7 +407,8 @@ class Store:
         on_channel = "o.channel = :channel AND" if channel is not None else ""
         rows = self.db.execute(
             f"""
-            SELECT o.message_id, o.contact_id, m.channel, c.address, m.body, o.attempts, c.opted_out
+            SELECT o.message_id, o.contact_id, m.channel, c.address, m.body, o.attempts, c.opted_out,
+                   o.in_doubt_since
             FROM outbox o
             JOIN messages m ON m.id = o.message_id
             JOIN contacts c ON c.id = o.contact_id
@@ -419,7 +421,7 @@ class Store:
              "limit": limit},
         ).fetchall()
         pending = [
-            Pending(r[0], r[1], r[2], self.sealer.unseal(r[3]), self._unseal_json(r[4]), r[5], bool(r[6]))
+            Pending(r[0], r[1], r[2], self.sealer.unseal(r[3]), self._unseal_json(r[4]), r[5], bool(r[6]), r[7])
             for r in rows
         ]
         for item in pending:
@@ -464,11 +466,37 @@ class Store:
                 [provider_id, iso(now), message_id],
             )
 
-    def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime) -> None:
+    def mark_in_doubt(self, message_ids: list[int], now: datetime) -> None:
+        """These messages are about to be handed to their provider: until an outcome clears it, a send of each
+        may be at the provider. An earlier mark is kept (a send from then may be there too)."""
         self.db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE message_id = ?",
-            [scrub(error), iso(next_attempt_at), message_id],
+            "UPDATE outbox SET in_doubt_since = COALESCE(in_doubt_since, ?)"
+            " WHERE message_id IN (SELECT value FROM json_each(?))", [iso(now), json.dumps(message_ids)])
+
+    def mark_retry(self, message_id: int, error: str, next_attempt_at: datetime, in_doubt: bool = False) -> None:
+        """Try again later. ``in_doubt``: the provider may have taken it (no answer came), so it stays in doubt
+        and is looked up at the provider before it is sent again."""
+        self.db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?,"
+            " in_doubt_since = CASE WHEN ? THEN in_doubt_since END WHERE message_id = ?",
+            [scrub(error), iso(next_attempt_at), in_doubt, message_id],
         )
+
+    def hold_in_doubt(self, message_id: int, reason: str, next_attempt_at: datetime) -> None:
+        """Ask the provider again at ``next_attempt_at`` whether it took this message; not an attempt to send."""
+        self.db.execute("UPDATE outbox SET last_error = ?, next_attempt_at = ? WHERE message_id = ?",
+                        [reason, iso(next_attempt_at), message_id])
+
+    def first_unrecorded(self, channel: str, provider_ids: list[str]) -> str | None:
+        """The first of these provider ids (the provider's messages that match one in doubt) that no message of
+        ours is marked with; None when each one is (the same text sent before, to the same worker)."""
+        for provider_id in provider_ids:
+            taken = self.db.execute(
+                "SELECT 1 FROM messages WHERE channel = ? AND direction = 'out' AND provider_id IN (?, ?)",
+                [channel, provider_id, self._provider_key(provider_id)]).fetchone()
+            if taken is None:
+                return provider_id
+        return None
 
     def mark_failed(self, message_id: int, error: str, now: datetime) -> None:
         with self.transaction():

@@ -104,6 +104,18 @@ class Worker:
 
 
 @pytest.fixture
+async def fakes():
+    """Twilio and Telegram on loopback (tests/fakes.py), each with its ``url``."""
+    from tests.fakes import FakeTelegram, FakeTwilio
+
+    twilio, telegram = FakeTwilio(), FakeTelegram()
+    twilio.url, telegram.url = await twilio.start(), await telegram.start()
+    yield twilio, telegram
+    await twilio.close()
+    await telegram.close()
+
+
+@pytest.fixture
 def worker(client) -> Worker:
     return Worker(client)
 

@@ -11,22 +11,12 @@ import pytest
 from bot.app import create_app
 from bot.keys import BOT
 from tests.conftest import SeededRandomness
-from tests.fakes import FakeTelegram, FakeTwilio
 from tests.test_telegram import HEADERS, SECRET, message
 from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
 
 STAFF_CHAT = -1009990001
 ONCALL = "+6590000001"
 _ids = iter(range(900_000_000, 990_000_000))
-
-
-@pytest.fixture
-async def fakes():
-    twilio, telegram = FakeTwilio(), FakeTelegram()
-    twilio.url, telegram.url = await twilio.start(), await telegram.start()
-    yield twilio, telegram
-    await twilio.close()
-    await telegram.close()
 
 
 def helpline_config(config, fakes):

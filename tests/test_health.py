@@ -11,7 +11,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import aiohttp
 import pytest
@@ -21,6 +20,7 @@ from bot.security import CryptoSealer
 from tests.conftest import SeededRandomness, unsealed
 from tests.fakes import FakeTelegram, FakeTwilio, twilio_error
 from tests.test_crash import send_sms, wait_healthy
+from tests.test_front_process import eventually
 from tests.test_server import free_port
 from tests.test_telegram import HEADERS, SECRET, message
 from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
@@ -55,16 +55,6 @@ async def serving(folder, twilio_url: str, telegram_url: str):
             process.kill()
             process.wait(timeout=10)
         await session.close()
-
-
-async def eventually(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    raise AssertionError("not within the time")
 
 
 async def health(session: aiohttp.ClientSession, base: str) -> tuple[int, dict]:

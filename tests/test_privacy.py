@@ -30,7 +30,6 @@ from tests.test_crash import send_sms, serving_in, wait_healthy
 from tests.test_escalation import (
     case_reference,
     eventually,
-    fakes,  # noqa: F401 - a fixture
     helpline_config,
     sms_to,
     staff_press,
@@ -66,7 +65,7 @@ def assert_no_phone(text: str, where: str) -> None:
 
 
 async def test_a_provider_error_quoting_the_number_reaches_no_log_table_or_staff_message(
-        aiohttp_client, config, clock, fakes, caplog):  # noqa: F811 - the fixture
+        aiohttp_client, config, clock, fakes, caplog):
     caplog.set_level(logging.DEBUG)
     twilio, telegram = fakes
     config = helpline_config(config, fakes)
@@ -128,7 +127,7 @@ async def test_through_serve_a_provider_error_quoting_the_number_reaches_neither
 
 
 async def test_delete_takes_the_staff_copies_and_audit_rows_too_and_empties_the_wal(
-        aiohttp_client, config, clock, fakes):  # noqa: F811 - the fixture
+        aiohttp_client, config, clock, fakes):
     twilio, telegram = fakes
     config = helpline_config(config, fakes)
     client = await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))

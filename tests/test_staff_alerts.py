@@ -17,7 +17,7 @@ from bot.app import create_app
 from bot.cli import main
 from bot.keys import BOT
 from tests.conftest import SeededRandomness, Worker
-from tests.fakes import FakeTelegram, FakeTwilio
+from tests.fakes import FakeTwilio
 from tests.test_crash import send_sms, serving_in, wait_healthy
 from tests.test_escalation import (
     ONCALL,
@@ -37,16 +37,6 @@ NO_STAFF = "no staff group ([escalation] telegram_chat_id) and no on-call number
 UNHEARD = "We have your message, but no one can answer here right now. "
 ALERTED = "Our staff have been alerted. A person will write to you here soon. "
 ANYWHERE = "If you can, call the police emergency number of the country you are in."
-
-
-@pytest.fixture
-async def fakes():
-    """Twilio and Telegram on loopback (as in test_escalation.py)."""
-    twilio, telegram = FakeTwilio(), FakeTelegram()
-    twilio.url, telegram.url = await twilio.start(), await telegram.start()
-    yield twilio, telegram
-    await twilio.close()
-    await telegram.close()
 
 
 def cases_json(database: str) -> list[dict]:

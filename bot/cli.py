@@ -125,7 +125,7 @@ def _announce(config: Config, where: str) -> None:
 
     real = real_channels(config)
     if not simulator_on(config):
-        why = f" ({' and '.join(real)} configured; [server] simulator = true turns it on)" if real else ""
+        why = f": {' and '.join(real)} configured; [server] simulator = true turns it on" if real else ""
         click.echo(f"helpline: serving on {where} (simulator off{why})", err=True)
     elif real:
         click.echo(f"helpline: serving on {where}", err=True)

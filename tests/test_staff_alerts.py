@@ -74,7 +74,7 @@ async def test_serve_beside_twilio_keeps_the_simulator_off_says_so_and_warns_onc
                                 json={"channel": "sms", "address": "+601", "text": "SOS"}) as response:
             assert response.status == 404
         stderr = stopped(process)
-    assert "(simulator off (Twilio configured; [server] simulator = true turns it on))" in stderr
+    assert "(simulator off: Twilio configured; [server] simulator = true turns it on)" in stderr
     assert "simulator is ON" not in stderr
     assert stderr.count(NO_STAFF) == 1, stderr
 

@@ -278,7 +278,9 @@ class Bench:
                 f"timeouts {result['timeouts']}; serve {result['serve_cpu_ms_per_msg']} ms CPU/msg; cores "
                 f"{result['cores']}; outbox after {result['outbox_backlog_after']}")
             if share:
-                log(f"  staff alerts during it: {result['alerts']}")
+                log(f"  staff alerts during it: {result['alerts']} (past Telegram's 20 a minute to a group, alerts "
+                    "come as digests of case references without the worker's words, which this cannot match: "
+                    "'missing' counts those)")
 
     async def fixed_rate(self) -> None:
         for key, share, seconds in (("open_flows", 0.0, self.plan["open_seconds"]),

@@ -18,6 +18,7 @@ from bot.clock import Clock, Randomness
 from bot.flows.actions import ACTIONS
 from bot.flows.engine import Conversation, Engine, Say
 from bot.flows.model import FlowSet
+from bot.handlers import CHAIN, DELETE, EVIDENCE, PAGES, PAUSED, RESUME, SAVED, TYPED  # noqa: F401 (re-exported)
 from bot.i18n import Catalogs, _, as_number, normalise
 from bot.keywords import Keyword, KeywordTable
 from bot.messages import CAPABILITIES, SIMULATED_CHANNELS, Inbound, Reply
@@ -28,13 +29,6 @@ from bot.triage import Assessment, Triage
 
 log = logging.getLogger(__name__)
 
-RESUME = "@resume"  # the pseudo-node of "continue where you left off, or start again?"
-DELETE = "@delete"  # the pseudo-node of "delete all your data?"
-PAGES = "_pages"  # SMS pages not yet sent, until the worker replies 0
-SAVED = "_saved_node"
-EVIDENCE = "_evidence"  # media sent before a case exists, attached when one opens
-PAUSED = "_paused_node"  # where a worker was when danger interrupted the flow
-TYPED = "_typed"  # when the worker's last typed messages came (seconds): what the flood limit counts
 KEEP_AFTER_END = ("country", EVIDENCE, TYPED)  # slots worth remembering between conversations
 NOT_DETAILS = {"language", "reference", "topic", "alerted"}  # conversation slots that say nothing about the case
 PIN_TRIES = 5  # wrong PINs in a row before STATUS is locked
@@ -156,117 +150,17 @@ class Turn:
         self.send_nothing = False
         self.opt_out = False
         self.erased = False
-        self.assessment: Assessment | None = None  # set by run(): what triage made of this message
+        self.assessment: Assessment | None = None  # set by the danger stage: what triage made of this message
+        self.keyword: Keyword | None = None  # set by the opt-out stage: the global keyword this message is
 
     # The turn --------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        kind = self.inbound.kind
-        if kind in ("blocked", "unblocked"):
-            self.send_nothing = True
-            if kind == "blocked":
-                self.store.opt_out(self.contact.id, "worker", self.now)
-            elif self.contact.opted_out:
-                self.store.update_contact(self.contact.id, opted_out=0)
-                self.store.audit("worker", "opt_in", f"contact:{self.contact.id}", None, self.now)
-            return self.finish()
-        if kind == "edited" and (self.conversation.node in (None, RESUME) or self.contact.opted_out):
-            self.send_nothing = True  # a correction counts only as the answer to a waiting question
-            return self.finish()
-        self.assessment = self.p.triage.assess(self.inbound.text)
-        handoff = self.store.handoff_case_for(self.contact.id)
-        if self.assessment.urgent:
-            # Danger comes before everything else, opted out or not: staff see it, the worker gets help.
-            if self.contact.opted_out:
-                self.store.update_contact(self.contact.id, opted_out=0)
-                self.store.audit("worker", "opt_in", f"contact:{self.contact.id}", "danger message", self.now)
-            if handoff is not None:
-                self.p.staff.relay_to_staff(self.store, handoff, self.contact, self.inbound, self.now, urgent=True)
-            if handoff is None or not handoff["urgent"]:
-                self.conversation.slots[PAUSED] = self.conversation.node
-                self.enter("danger")
-            return self.finish()
-        recent = self.typed_in_the_last_minute()
-        limit = self.p.settings.messages_per_minute
-        if recent > limit:
-            # Stored all the same; one polite word, then quiet until the worker slows down.
-            if recent == limit + 1 and not self.contact.opted_out:
-                self.conversation.say(_("You sent many messages in a short time. We have them all. Please wait a "
-                                        "minute before you send more."))
-            else:
-                self.send_nothing = True
-            return self.finish()
-        keyword = self.p.keywords.match(self.inbound.text, commands=self.caps.buttons)
-        if self.caps.sms and normalise(self.inbound.text) in self.p.settings.sms_opt_out_words:
-            keyword = Keyword("stop")  # the carrier's rule, on SMS only
-        if keyword is not None and keyword.name == "opt_in" and not self.contact.opted_out:
-            keyword = None  # "yes" is an ordinary answer unless the worker opted out
-        if self.contact.opted_out:
-            if keyword and keyword.name in ("start", "opt_in", "sos"):
-                self.store.update_contact(self.contact.id, opted_out=0)
-                self.store.audit("worker", "opt_in", f"contact:{self.contact.id}", None, self.now)
-            else:
-                self.send_nothing = True  # stored, never answered: they asked for no messages
-                return self.finish()
-            if keyword.name == "opt_in":
-                keyword = Keyword("start")
-        if keyword is not None:
-            self.keyword(keyword)
-        elif handoff is not None and self.conversation.node is None:
-            self.relay(handoff)
-        elif self.conversation.slots.get(PAGES) and as_number(self.inbound.text) == 0:
-            self.next_page()
-        elif self.inbound.media and (not self.inbound.text.strip() or parse_reference(self.inbound.text)):
-            self.evidence()
-        else:
-            self.conversation.slots.pop(PAGES, None)
-            self.answer()
+        """Each stage of :data:`bot.handlers.CHAIN` in turn, until one handles the message; then finish."""
+        for handler in CHAIN:
+            if handler(self):
+                break
         self.finish()
-
-    def typed_in_the_last_minute(self) -> int:
-        """How many messages the worker typed in the last minute, this one included; 0 for a button pressed or
-        a "0" for the next page: paging through an answer is reading, not flooding."""
-        slots = self.conversation.slots
-        if self.inbound.choice or (slots.get(PAGES) and as_number(self.inbound.text) == 0):
-            return 0
-        now = round(self.now.timestamp(), 3)
-        typed = [moment for moment in slots.get(TYPED, []) if moment > now - 60] + [now]
-        slots[TYPED] = typed[-(self.p.settings.messages_per_minute + 2):]  # enough to know the limit is passed
-        return len(typed)
-
-    def keyword(self, keyword: Keyword) -> None:
-        conversation = self.conversation
-        conversation.slots.pop(PAGES, None)
-        conversation.slots.pop(SAVED, None)
-        if keyword.name == "stop":
-            conversation.say(_("You will get no more messages from us. Send START to come back at any time."))
-            self.reply.events.append("opted_out")
-            self.opt_out = True
-            conversation.node = None
-            return
-        if keyword.name == "leave":
-            conversation.node = None
-            conversation.say(_("OK, we stopped there."))
-            self.enter("main.menu")
-            return
-        if keyword.name == "start" and keyword.argument and self.p.catalogs.best_match(keyword.argument):
-            self.set_language(self.p.catalogs.best_match(keyword.argument))  # a deep link: /start my
-        if keyword.name in ("start", "menu"):
-            self.enter("main.menu" if not self.new_contact else "main")
-        elif keyword.name == "language":
-            self.enter("language")
-        elif keyword.name == "sos":
-            self.enter("danger")
-        elif keyword.name == "status":
-            self.status(keyword.argument)
-        elif keyword.name == "delete":
-            conversation.slots[SAVED] = conversation.node
-            conversation.node = DELETE
-            conversation.say(_("This deletes your messages and your contact from the helpline. Reports you made "
-                               "are kept without your name or number. Delete now?"),
-                             ((_("Yes, delete my data"), True), (_("No, keep it"), True)))
-        elif keyword.name == "pin":
-            self.pin(keyword.argument)
 
     def answer(self) -> None:
         conversation = self.conversation
@@ -289,31 +183,6 @@ class Turn:
             return
         # The worker's words are kept whole: every channel already bounds a message (64 kB a request).
         self.p.engine.answer(conversation, self.inbound.text, self.inbound.choice, self.actions)
-
-    def relay(self, case: dict) -> None:
-        """During a hand-off the worker talks to staff, not to the flows."""
-        self.p.staff.relay_to_staff(self.store, case, self.contact, self.inbound, self.now)
-        if self.inbound.media:
-            self.store.case_event(case["id"], "evidence", "worker", json.dumps(list(self.inbound.media)), self.now)
-        if not case["claimed_by"]:
-            self.conversation.say(_("We passed your message on. A person from the helpline will answer here soon."))
-
-    def evidence(self) -> None:
-        """A photo, document, location or contact without words: kept with the worker's case."""
-        conversation = self.conversation
-        named = parse_reference(self.inbound.text) if self.inbound.text.strip() else None
-        case = self.store.case(named) if named else self.store.open_case_for(self.contact.id)
-        if case is not None and not self.store.owns_case(case, self.contact):
-            case = None  # someone else's reference: treated as no case, and says nothing about it
-        if case is not None:
-            self.store.case_event(case["id"], "evidence", "worker", json.dumps(list(self.inbound.media)), self.now)
-            conversation.say(_("Thank you. We added this to your case {reference}."), reference=case["reference"])
-        else:
-            conversation.slots.setdefault(EVIDENCE, []).extend(self.inbound.media)
-            conversation.say(_("Thank you, we keep it safe. If it is about a problem, send MENU and choose "
-                               "\"Report a problem\": we will add it to your report."))
-        if conversation.node not in (None, RESUME):
-            self.p.engine.ask_again(conversation)
 
     def resume_choice(self) -> None:
         conversation = self.conversation
@@ -374,14 +243,6 @@ class Turn:
 
     def enter(self, target: str) -> None:
         self.p.engine.enter(self.conversation, target, self.actions)
-
-    def next_page(self) -> None:
-        """Send the next SMS page the worker asked for with 0; finish() keeps the rest for the next 0."""
-        first, *rest = self.conversation.slots.pop(PAGES)
-        self.reply.outbound_ids.append(self.store.queue_outbound(self.contact, {"text": first, "buttons": []},
-                                                                 self.now))
-        if rest:
-            self.conversation.slots[PAGES] = rest
 
     # Actions the flows call ------------------------------------------------------------------------
 

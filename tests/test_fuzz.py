@@ -45,13 +45,9 @@ from bot.flows.loader import FlowError, load_flows
 from bot.flows.model import FlowSet
 from bot.i18n import Catalogs, as_number, normalise
 from bot.keywords import COMMANDS, KEYWORDS, Keyword, KeywordTable
-from tests.conftest import FakeClock, SeededRandomness
 from tests.fakes import FakeTelegram, FakeTwilio
+from tests.helpers import ACCOUNT, PUBLIC, SECRET, TOKEN, FakeClock, SeededRandomness
 
-TOKEN = "12345678901234567890123456789012"
-ACCOUNT = "AC" + "0" * 32
-PUBLIC = "https://helpline.example.org"
-SECRET = "s3cret-token_value"
 STAFF_CHAT = -100777
 MAX_BODY = 64 * 1024
 REFERENCE_UPDATES = json.loads((Path(__file__).parent / "data" / "telegram_updates.json").read_text())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -13,40 +12,7 @@ from click.testing import CliRunner
 
 from bot.cases import can_move, next_safe_moment
 from bot.cli import main
-from tests.conftest import Worker, unsealed
-
-REFERENCE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
-
-
-async def report(worker: Worker, *, anonymous: bool = False, safe_time: str = "3", follow_up: str = "1") -> str:
-    """Walk the whole complaint flow; returns the reference the bot gives."""
-    return (await report_told(worker, anonymous=anonymous, safe_time=safe_time, follow_up=follow_up))[0]
-
-
-async def report_told(worker: Worker, *, anonymous: bool = False, safe_time: str = "3",
-                      follow_up: str = "1") -> tuple[str, str]:
-    """Walk the whole complaint flow; returns the reference and what the bot said when it gave it."""
-    await worker.text("hi")
-    await worker.text("1")  # English
-    assert "few short questions" in await worker.text("2")  # Report a problem
-    assert "What happened?" in await worker.text("2" if anonymous else "1")
-    assert "Which country" in await worker.text("1 3")  # wages + passport
-    assert "What work" in await worker.text("1")  # Malaysia
-    assert "employer or agency" in await worker.text("1")  # domestic work
-    assert "When did it happen" in await worker.text("Madam Lee, Kuala Lumpur")
-    assert "own words" in await worker.text("1")  # still happening
-    reply = await worker.text("She keeps my passport and has not paid me for 4 months.")
-    if not anonymous:
-        assert "safe for us to write" in reply
-        reply = await worker.text(safe_time)
-        if safe_time != "4":
-            assert "May our staff write" in reply
-            reply = await worker.text(follow_up)
-        assert "partner organisation" in reply
-        reply = await worker.text("2")
-    assert "statistics" in reply
-    confirmation = await worker.text("1")
-    return REFERENCE.search(confirmation).group(1), confirmation
+from tests.helpers import REFERENCE, Worker, report, report_told, unsealed
 
 
 def cli(config, *args) -> tuple[int, str]:

@@ -8,8 +8,7 @@ import pytest
 
 from bot.app import create_app
 from bot.sms import segment_info
-from tests.conftest import SeededRandomness, Worker
-from tests.test_cases import report
+from tests.helpers import SeededRandomness, Worker, report
 
 
 async def test_first_message_greets_and_offers_languages_in_their_own_script(worker):

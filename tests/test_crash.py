@@ -3,80 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import aiohttp
 import pytest
 
-from tests.fakes import FakeTwilio
-from tests.test_server import free_port
-from tests.test_twilio_sms import ACCOUNT, TOKEN, signed, webhook
+from tests.fakes import FakeTelegram, FakeTwilio
+from tests.helpers import (
+    ACCOUNT,
+    PUBLIC,
+    TOKEN,
+    SeededRandomness,
+    eventually,
+    free_port,
+    helpline_config,
+    message,
+    post,
+    send,
+    send_sms,
+    serving_in,
+    sms_to,
+    start_serve,
+    to_group,
+    wait_healthy,
+    webhook,
+)
 
 BURST = 60
-
-
-def start_serve(tmp_path, port: int, twilio_url: str, *options: str, env: dict[str, str] | None = None
-                ) -> subprocess.Popen:
-    config = tmp_path / "helpline.toml"
-    config.write_text(
-        f'[server]\nport = {port}\npublic_url = "https://helpline.example.org"\n'
-        f'[storage]\ndatabase = "{tmp_path / "h.db"}"\n'
-        f'[twilio]\naccount_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\nfrom_number = "+15550006666"\n'
-        f'api_base_url = "{twilio_url}"\n'
-    )
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}, **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config), *options], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=tmp_path)
-
-
-@contextlib.asynccontextmanager
-async def serving_in(folder, *options: str, env: dict[str, str] | None = None):
-    """`helpline serve` in ``folder`` with Twilio at a loopback fake, once healthy: (process, session, base,
-    twilio). ``env``: HELPLINE_* settings beyond the config file. The process is killed at the end if it still
-    runs."""
-    twilio = FakeTwilio()
-    url = await twilio.start()
-    port = free_port()
-    process = start_serve(folder, port, url, *options, env=env)
-    session = aiohttp.ClientSession()
-    base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_healthy(session, base)
-        yield process, session, base, twilio
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=10)
-        await session.close()
-        await twilio.close()
-
-
-async def wait_healthy(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
-        try:
-            async with session.get(f"{base}/healthz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("serve did not start")
-
-
-async def send_sms(session, base, params) -> int:
-    """The webhook as Twilio sends it (Twilio signs the public URL, which the proxy maps to us)."""
-    headers = signed(params, "/twilio/sms")
-    try:
-        async with session.post(f"{base}/twilio/sms", data=params, headers=headers) as response:
-            return response.status
-    except aiohttp.ClientError:
-        return 0  # the connection died with the server: not acknowledged, Twilio would retry
 
 
 @pytest.mark.timeout(180)
@@ -146,10 +102,6 @@ async def test_provider_outage_then_back_delivers_everything_in_order_and_staff_
         aiohttp_client, config, clock):
     from bot.app import create_app
     from bot.keys import BOT
-    from tests.conftest import SeededRandomness
-    from tests.fakes import FakeTelegram
-    from tests.test_escalation import eventually, helpline_config, sms_to, to_group
-    from tests.test_twilio_sms import post
 
     twilio, telegram = FakeTwilio(), FakeTelegram()
     fakes = (twilio, telegram)
@@ -183,11 +135,6 @@ async def test_provider_outage_then_back_delivers_everything_in_order_and_staff_
 async def test_a_stalled_telegram_never_holds_up_sms_replies(aiohttp_client, config, clock):
     from bot.app import create_app
     from bot.outbox import WINDOW
-    from tests.conftest import SeededRandomness
-    from tests.fakes import FakeTelegram
-    from tests.test_escalation import eventually, helpline_config, sms_to
-    from tests.test_telegram import message, send
-    from tests.test_twilio_sms import post
 
     twilio, telegram = FakeTwilio(), FakeTelegram(stalled=asyncio.Event())
     twilio.url, telegram.url = await twilio.start(), await telegram.start()
@@ -205,21 +152,8 @@ async def test_a_stalled_telegram_never_holds_up_sms_replies(aiohttp_client, con
     await telegram.close()
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MB file system of its own (tmpfs), when this machine lets the tests mount one (root)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small file system here (needs root)")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], capture_output=True)
-
-
 async def test_a_full_disk_is_a_503_never_a_200_for_a_message_not_stored(aiohttp_client, config, clock, small_disk):
     from bot.app import create_app
-    from tests.conftest import SeededRandomness
-    from tests.test_twilio_sms import PUBLIC, post
 
     twilio = FakeTwilio()
     url = await twilio.start()

@@ -4,79 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-
-import pytest
 
 from bot.app import create_app
 from bot.keys import BOT
-from tests.conftest import SeededRandomness
-from tests.test_telegram import HEADERS, SECRET, message
-from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
-
-STAFF_CHAT = -1009990001
-ONCALL = "+6590000001"
-_ids = iter(range(900_000_000, 990_000_000))
-
-
-def helpline_config(config, fakes):
-    twilio, telegram = fakes
-    return config.replace(
-        server={"public_url": PUBLIC},
-        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": twilio.url},
-        telegram={"token": "123456:TEST-token", "webhook_secret": SECRET, "api_base_url": telegram.url},
-        escalation={"telegram_chat_id": STAFF_CHAT, "oncall_numbers": (ONCALL,), "claim_timeout_minutes": 10},
-    )
-
-
-@pytest.fixture
-async def helpline(aiohttp_client, config, clock, fakes):
-    return await aiohttp_client(create_app(helpline_config(config, fakes), clock=clock,
-                                           randomness=SeededRandomness()))
-
-
-async def eventually(condition, timeout: float = 10.0):
-    for _ in range(int(timeout / 0.05)):
-        result = condition()
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("never happened")
-
-
-def to_group(telegram) -> list[dict]:
-    return [m for m in telegram.sent() if m["chat_id"] == str(STAFF_CHAT)]
-
-
-def staff_press(data: str, user: int = 42, name: str = "Aye") -> dict:
-    return {"update_id": next(_ids), "callback_query": {
-        "id": f"cb{next(_ids)}", "chat_instance": "7", "data": data,
-        "from": {"id": user, "is_bot": False, "first_name": name},
-        "message": {"message_id": 1, "date": 1767225600, "chat": {"id": STAFF_CHAT, "type": "supergroup"},
-                    "text": "x"}}}
-
-
-def staff_reply(text: str, to_message_id: int, user: int = 42, name: str = "Aye") -> dict:
-    return {"update_id": next(_ids), "message": {
-        "message_id": next(_ids), "date": 1767225600, "text": text,
-        "chat": {"id": STAFF_CHAT, "type": "supergroup", "title": "Staff"},
-        "from": {"id": user, "is_bot": False, "first_name": name},
-        "reply_to_message": {"message_id": to_message_id, "date": 1767225600,
-                             "chat": {"id": STAFF_CHAT, "type": "supergroup"}, "text": "alert"}}}
-
-
-async def to_telegram(client, update):
-    response = await client.post("/telegram/webhook", json=update, headers=HEADERS)
-    assert response.status == 200
-
-
-def case_reference(alert: dict) -> str:
-    """The case reference a staff alert names."""
-    return re.search(r"case ([0-9A-Z]{4}-[0-9A-Z]{4})", alert["text"]).group(1)
-
-
-def sms_to(twilio, number: str) -> list[str]:
-    return [call["form"]["Body"] for call in twilio.sent() if call["form"]["To"] == number]
+from tests.helpers import (
+    ONCALL,
+    SeededRandomness,
+    case_reference,
+    eventually,
+    helpline_config,
+    message,
+    post,
+    sms_to,
+    staff_press,
+    staff_reply,
+    to_group,
+    to_telegram,
+    webhook,
+)
 
 
 async def test_sms_distress_alert_claim_reply_and_done(helpline, fakes):

@@ -18,11 +18,20 @@ import pytest
 
 from bot.app import create_app
 from bot.outbox import LOOKUP_GIVE_UP, SETTLE_SECONDS
-from tests.conftest import SeededRandomness
 from tests.fakes import FakeTwilio
-from tests.test_crash import send_sms, small_disk, start_serve, wait_healthy  # noqa: F401  (a fixture)
-from tests.test_server import free_port
-from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
+from tests.helpers import (
+    ACCOUNT,
+    SeededRandomness,
+    eventually,
+    free_port,
+    post,
+    send_sms,
+    sms_config,
+    sms_to,
+    start_serve,
+    wait_healthy,
+    webhook,
+)
 
 FROM = "+15550006666"
 
@@ -35,24 +44,9 @@ async def twilio(clock):
     await fake.close()
 
 
-def sms_config(config, twilio, **storage):
-    return config.replace(server={"public_url": PUBLIC}, storage=storage or {"database": config.storage.database},
-                          twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": FROM,
-                                  "api_base_url": twilio.url})
-
-
 @pytest.fixture
 async def sms(aiohttp_client, config, clock, twilio):
     return await aiohttp_client(create_app(sms_config(config, twilio), clock=clock, randomness=SeededRandomness()))
-
-
-async def eventually(condition, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("never happened")
 
 
 async def quiet(seconds: float = 1.5) -> None:
@@ -65,10 +59,6 @@ def outbound(database: str) -> list[tuple[str, int]]:
     with sqlite3.connect(database) as db:
         return db.execute("SELECT m.status, o.message_id IS NOT NULL FROM messages m LEFT JOIN outbox o"
                           " ON o.message_id = m.id WHERE m.direction = 'out' ORDER BY m.id").fetchall()
-
-
-def to(twilio: FakeTwilio, number: str) -> list[str]:
-    return [call["form"]["Body"] for call in twilio.sent() if call["form"]["To"] == number]
 
 
 async def status_report(client, sid: str, status: str = "delivered") -> None:
@@ -128,7 +118,7 @@ async def test_a_reply_twilio_never_got_is_sent_once_after_asking(sms, twilio, c
     clock.advance(seconds=SETTLE_SECONDS + 1)
     await eventually(lambda: outbound(config.storage.database) == [("sent", 0)])
     assert len(twilio.lists) == 1 and len(twilio.calls) == 2
-    assert len(to(twilio, worker)) == 1
+    assert len(sms_to(twilio, worker)) == 1
 
 
 async def test_a_queued_reply_far_down_a_long_history_is_found_page_by_page(sms, twilio, clock, config):
@@ -173,7 +163,7 @@ async def test_the_same_text_sent_before_is_not_taken_for_the_reply_in_doubt(sms
     await eventually(lambda: len(twilio.calls) == 4)
     clock.advance(seconds=SETTLE_SECONDS + 1)
     await eventually(lambda: outbound(config.storage.database) == [("sent", 0)] * 4)
-    *_, first, second = to(twilio, worker)
+    *_, first, second = sms_to(twilio, worker)
     assert first == second, "Twilio's list held the first one, which is already ours: the second went"
     assert len(twilio.lists) == 1 and len(twilio.sent()) == 4
 
@@ -194,7 +184,7 @@ async def test_while_twilio_cannot_be_asked_the_reply_waits_then_goes_after_the_
         await eventually(lambda: len(twilio.lists) > asked or len(twilio.calls) > 1)  # noqa: B023
     assert clock.now() - asked_at >= LOOKUP_GIVE_UP, "not sent again while Twilio could not be asked"
     await eventually(lambda: outbound(config.storage.database) == [("sent", 0)])
-    assert len(to(twilio, worker)) == 1
+    assert len(sms_to(twilio, worker)) == 1
 
 
 # A full disk: Twilio took it, the "sent" mark cannot be written ------------------------------------------------

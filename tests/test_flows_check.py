@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +20,7 @@ from bot.content import content_paths
 from bot.flows.actions import ACTIONS
 from bot.flows.loader import FlowError, load_flows
 from bot.flows.model import NODE_KINDS
+from tests.helpers import free_port
 
 SHIPPED_FLOWS, SHIPPED_LOCALES = content_paths(load_config(None, environ={}))
 
@@ -452,12 +452,6 @@ def test_translation_with_a_placeholder_the_text_lacks_is_an_error_naming_the_po
 
 
 # `helpline serve` refuses to start on broken flows --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_serve_with_broken_flows_exits_at_start_printing_file_and_line(tmp_path, locales):

@@ -14,8 +14,7 @@ import aiohttp
 import psutil
 import pytest
 
-from tests.test_crash import send_sms, serving_in
-from tests.test_twilio_sms import signed, webhook
+from tests.helpers import eventually_awaited, send_sms, serving_in, signed, webhook
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,16 +32,6 @@ def front_process(serve_pid: int) -> psutil.Process:
                 return child
         time.sleep(0.05)
     raise AssertionError("serve has no front process")
-
-
-async def eventually(check, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("not within the time")
 
 
 async def health(session: aiohttp.ClientSession, base: str) -> dict:
@@ -83,7 +72,7 @@ async def test_the_front_reads_the_webhook_and_sends_the_reply_and_the_server_co
     assert any(c.laddr.port == port and c.raddr for c in connections), "the front holds the webhook's connection"
     assert twilio.server is not None
     assert any(c.raddr and c.raddr.port == twilio.server.port for c in connections), "and the one to Twilio"
-    assert await eventually(lambda: metric(session, base, 'helpline_messages_out_total{channel="sms"}')) == 1
+    assert await eventually_awaited(lambda: metric(session, base, 'helpline_messages_out_total{channel="sms"}')) == 1
 
 
 async def test_other_requests_pass_through_the_front_unchanged(serving):
@@ -143,13 +132,13 @@ async def test_a_reply_twilio_took_while_the_front_died_is_looked_up_not_sent_ag
     twilio.hold = asyncio.Event()
 
     assert await send_sms(session, base, webhook("hi", sender="+60190000003", sid="SM" + "3" * 32)) == 200
-    await eventually(lambda: at_least(twilio.calls, 1))
+    await eventually_awaited(lambda: at_least(twilio.calls, 1))
     front.send_signal(signal.SIGKILL)  # Twilio has the request; the bot never hears back
     front.wait(timeout=10)
     twilio.hold.set()  # and Twilio takes it
 
     async with aiohttp.ClientSession() as fresh:  # the pooled connections died with the first front
-        await eventually(lambda: outbox_is_empty(fresh, base))
+        await eventually_awaited(lambda: outbox_is_empty(fresh, base))
     assert [call["form"]["To"] for call in twilio.calls] == ["+60190000003"], "exactly once: not sent again"
     assert twilio.lists and twilio.lists[0]["To"] == "+60190000003", "the server asked Twilio"
     with sqlite3.connect(tmp_path / "h.db") as db:
@@ -163,16 +152,16 @@ async def test_a_reply_twilio_never_got_while_the_front_died_is_sent_again_once(
     twilio.lost_requests = 1  # the request never makes it into Twilio
 
     assert await send_sms(session, base, webhook("hi", sender="+60190000005", sid="SM" + "5" * 32)) == 200
-    await eventually(lambda: at_least(twilio.calls, 1))
+    await eventually_awaited(lambda: at_least(twilio.calls, 1))
     front.send_signal(signal.SIGKILL)
     front.wait(timeout=10)
     twilio.hold.set()
 
-    sent = await eventually(lambda: at_least(twilio.sent(), 1))
+    sent = await eventually_awaited(lambda: at_least(twilio.sent(), 1))
     assert [call["form"]["To"] for call in sent] == ["+60190000005"]
     assert len(twilio.calls) == 2 and twilio.lists, "looked up at Twilio, then sent again"
     async with aiohttp.ClientSession() as fresh:
-        await eventually(lambda: outbox_is_empty(fresh, base))
+        await eventually_awaited(lambda: outbox_is_empty(fresh, base))
     assert len(twilio.sent()) == 1
 
 

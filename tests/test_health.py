@@ -9,21 +9,30 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 
 import aiohttp
 import pytest
 
 from bot.app import create_app
 from bot.security import CryptoSealer
-from tests.conftest import SeededRandomness, unsealed
+from tests import helpers
 from tests.fakes import FakeTelegram, FakeTwilio, twilio_error
-from tests.test_crash import send_sms, wait_healthy
-from tests.test_front_process import eventually
-from tests.test_server import free_port
-from tests.test_telegram import HEADERS, SECRET, message
-from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
+from tests.helpers import (
+    HEADERS,
+    PUBLIC,
+    SECRET,
+    SeededRandomness,
+    eventually,
+    eventually_awaited,
+    free_port,
+    message,
+    post,
+    send_sms,
+    start_serve,
+    unsealed,
+    wait_healthy,
+    webhook,
+)
 
 BOT_TOKEN = "123456:TEST-token-never-shown"
 
@@ -33,18 +42,9 @@ async def serving(folder, twilio_url: str, telegram_url: str):
     """`helpline serve` with Twilio and Telegram at these URLs, once it answers /healthz: (process, session, base).
     Its log goes to ``folder/stderr.log``."""
     port = free_port()
-    config = folder / "helpline.toml"
-    config.write_text(
-        f'[server]\nport = {port}\npublic_url = "{PUBLIC}"\n'
-        f'[storage]\ndatabase = "{folder / "h.db"}"\n'
-        f'[twilio]\naccount_sid = "{ACCOUNT}"\nauth_token = "{TOKEN}"\nfrom_number = "+15550006666"\n'
-        f'api_base_url = "{twilio_url}"\n'
-        f'[telegram]\ntoken = "{BOT_TOKEN}"\nwebhook_secret = "{SECRET}"\napi_base_url = "{telegram_url}"\n'
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
     with open(folder / "stderr.log", "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config)], env=env,
-                                   stdout=subprocess.DEVNULL, stderr=log, cwd=folder)
+        process = start_serve(folder, port, twilio_url, telegram_url=telegram_url, telegram_token=BOT_TOKEN,
+                              stderr=log)
     session = aiohttp.ClientSession()
     base = f"http://127.0.0.1:{port}"
     try:
@@ -89,7 +89,7 @@ async def test_serve_goes_on_without_telegram_and_sets_it_up_once_it_works(tmp_p
     if fault == "token-rejected":  # getMe answers 401
         await telegram.start(port=telegram_port)
     async with serving(tmp_path, twilio_url, f"http://127.0.0.1:{telegram_port}") as (process, session, base):
-        shown = await eventually(channel_is(session, base, "telegram", "failing"))
+        shown = await eventually_awaited(channel_is(session, base, "telegram", "failing"))
         assert shown["ok"] is True and shown["database"] == "ok" and "outbox_backlog" in shown
         reason = shown["channels"]["telegram"]["reason"]
         assert reason == ("Telegram rejected the token" if fault == "token-rejected"
@@ -100,7 +100,7 @@ async def test_serve_goes_on_without_telegram_and_sets_it_up_once_it_works(tmp_p
         assert await send_sms(session, base, webhook("hi", sender="+60190000111")) == 200
         [reply] = await twilio.wait_for(1)
         assert reply["form"]["To"] == "+60190000111" and "Welcome" in reply["form"]["Body"]
-        await eventually(channel_is(session, base, "sms", "ok"))
+        await eventually_awaited(channel_is(session, base, "sms", "ok"))
         assert 'helpline_channel_up{channel="sms"} 1.0' in await metrics(session, base)
         # A Telegram worker writes meanwhile: the update is taken, and the reply waits for Telegram.
         assert await send_update(session, base, message("hi", chat=3333333)) == 200
@@ -112,7 +112,7 @@ async def test_serve_goes_on_without_telegram_and_sets_it_up_once_it_works(tmp_p
         telegram.rejects_token = False
         if fault == "nothing-listening":
             await telegram.start(port=telegram_port)
-        await eventually(channel_is(session, base, "telegram", "ok"), timeout=90)
+        await eventually_awaited(channel_is(session, base, "telegram", "ok"), timeout=90)
         [webhook_set] = telegram.called("setWebhook")
         assert webhook_set["url"] == f"{PUBLIC}/telegram/webhook" and webhook_set["secret_token"] == SECRET
         [answer] = await telegram.wait_for(1)
@@ -139,10 +139,10 @@ async def test_serve_with_twilio_unreachable_shows_sms_failing_while_telegram_de
     telegram = FakeTelegram()
     telegram_url = await telegram.start()
     async with serving(tmp_path, f"http://127.0.0.1:{free_port()}", telegram_url) as (process, session, base):
-        shown = await eventually(channel_is(session, base, "sms", "failing"))
+        shown = await eventually_awaited(channel_is(session, base, "sms", "failing"))
         assert shown["channels"]["sms"]["reason"] == "cannot reach Twilio"
         assert 'helpline_channel_up{channel="sms"} 0.0' in await metrics(session, base)
-        await eventually(channel_is(session, base, "telegram", "ok"))
+        await eventually_awaited(channel_is(session, base, "telegram", "ok"))
         assert await send_sms(session, base, webhook("hi", sender="+60190000222")) == 200  # stored, reply waits
         assert await send_update(session, base, message("hi", chat=4444444)) == 200
         [answer] = await telegram.wait_for(1)
@@ -162,17 +162,8 @@ async def test_serve_with_twilio_unreachable_shows_sms_failing_while_telegram_de
 
 
 @pytest.fixture
-async def twilio():
-    fake = FakeTwilio()
-    fake.url = await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 def sms_config(config, twilio):
-    return config.replace(server={"public_url": PUBLIC}, twilio={
-        "account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": twilio.url})
+    return helpers.sms_config(config, twilio)
 
 
 async def healthz(client) -> tuple[int, dict]:
@@ -180,20 +171,12 @@ async def healthz(client) -> tuple[int, dict]:
     return response.status, await response.json()
 
 
-async def until(condition, timeout: float = 10.0):
-    for _ in range(int(timeout / 0.05)):
-        if result := condition():
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("never happened")
-
-
 async def test_a_reply_that_is_never_delivered_makes_healthz_503_after_a_minute(aiohttp_client, sms_config, clock,
                                                                                twilio):
     twilio.hold = asyncio.Event()  # Twilio takes the request and never answers (nor does the send time out)
     client = await aiohttp_client(create_app(sms_config, clock=clock, randomness=SeededRandomness()))
     assert (await post(client, webhook("hi"))).status == 200
-    await until(lambda: twilio.calls)
+    await eventually(lambda: twilio.calls)
     clock.advance(seconds=59)
     status, shown = await healthz(client)
     assert status == 200 and shown["ok"] and shown["outbox"] == {"state": "ok"}
@@ -204,7 +187,7 @@ async def test_a_reply_that_is_never_delivered_makes_healthz_503_after_a_minute(
     assert shown["channels"]["sms"]["state"] == "ok"
     twilio.hold.set()  # it answers: the reply is delivered, the outbox moves again
     await twilio.wait_for(1)
-    await until(lambda: unsealed(sms_config, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
+    await eventually(lambda: unsealed(sms_config, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
     assert (await client.get("/healthz")).status == 200
 
 
@@ -213,7 +196,7 @@ async def test_an_outbox_that_cannot_be_read_makes_healthz_503_after_a_minute(ai
     twilio.fail_next = [twilio_error(500, 20500, "Internal")]  # the reply waits for a retry
     client = await aiohttp_client(create_app(sms_config, clock=clock, randomness=SeededRandomness()))
     assert (await post(client, webhook("hi"))).status == 200
-    await until(lambda: twilio.calls)
+    await eventually(lambda: twilio.calls)
     # Its body sealed with another key, as after a restore that mixed up files: it cannot be read.
     with sqlite3.connect(sms_config.storage.database) as db:
         db.execute("UPDATE messages SET body = ? WHERE id = (SELECT message_id FROM outbox)",
@@ -238,8 +221,8 @@ async def test_twilio_failing_sends_show_in_health_and_the_replies_wait_rather_t
         if tries > 1:
             assert (await healthz(client))[1]["channels"]["sms"]["state"] == "ok"  # a failure or two: not yet
             clock.advance(seconds=30)
-        await until(lambda n=tries: len(twilio.calls) == n)
-        await until(lambda n=tries: unsealed(sms_config, "SELECT attempts FROM outbox") == [(n,)])  # retry written
+        await eventually(lambda n=tries: len(twilio.calls) == n)
+        await eventually(lambda n=tries: unsealed(sms_config, "SELECT attempts FROM outbox") == [(n,)])  # retry written
     shown = (await healthz(client))[1]
     assert shown["channels"]["sms"] == {"state": "failing", "since": shown["channels"]["sms"]["since"],
                                         "reason": "Twilio refused the account SID or auth token"}
@@ -247,7 +230,7 @@ async def test_twilio_failing_sends_show_in_health_and_the_replies_wait_rather_t
     clock.advance(seconds=30)
     [reply] = await twilio.wait_for(1)  # a 401 is about the account, not the message: it was tried again
     assert reply["form"]["To"] == "+60190000333"
-    await until(lambda: unsealed(sms_config, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
+    await eventually(lambda: unsealed(sms_config, "SELECT COUNT(*) FROM outbox")[0][0] == 0)
     assert (await healthz(client))[1]["channels"]["sms"]["state"] == "ok"
     assert unsealed(sms_config, "SELECT COUNT(*) FROM messages WHERE status = 'failed'")[0][0] == 0
     assert twilio.account_fetches == 1

@@ -23,7 +23,7 @@ from bot.cli import main
 from bot.config import Config
 from bot.security import CryptoSealer, key_file_path, new_key, parse_key, sealer_for, write_key_file
 from bot.store.sqlite import Store
-from tests.test_server import free_port, get
+from tests.helpers import free_port, get
 
 PHONE = "+60123987654"
 NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

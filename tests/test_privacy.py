@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -23,23 +20,33 @@ from bot.config import load_config
 from bot.content import content_paths
 from bot.flows.actions import ACTIONS
 from bot.i18n import Catalogs
-from tests.conftest import SeededRandomness, Worker, unsealed
 from tests.fakes import FakeTelegram, FakeTwilio, invalid_number
-from tests.test_cases import report
-from tests.test_crash import send_sms, serving_in, wait_healthy
-from tests.test_escalation import (
+from tests.helpers import (
+    ACCOUNT,
+    HEADERS,
+    SECRET,
+    TOKEN,
+    SeededRandomness,
+    Worker,
     case_reference,
     eventually,
+    free_port,
     helpline_config,
+    post,
+    report,
+    send_sms,
+    serving_in,
     sms_to,
     staff_press,
     staff_reply,
+    start_serve,
     to_group,
     to_telegram,
+    unsealed,
+    until,
+    wait_healthy,
+    webhook,
 )
-from tests.test_server import free_port
-from tests.test_telegram import HEADERS, SECRET
-from tests.test_twilio_sms import ACCOUNT, TOKEN, post, until, webhook
 
 PHONE = "+60123987654"
 # The number as a provider or a library may write it: any of these left anywhere is a leak.
@@ -350,24 +357,13 @@ async def test_the_simulator_refuses_deeply_nested_json_and_twilios_form_cannot_
     await twilio.close()
 
 
-def start_serve_with_telegram(folder: Path, port: int, telegram_url: str) -> subprocess.Popen:
-    config = folder / "helpline.toml"
-    config.write_text(
-        f'[server]\nport = {port}\npublic_url = "https://helpline.example.org"\n'
-        f'[storage]\ndatabase = "{folder / "h.db"}"\n'
-        f'[telegram]\ntoken = "123456:TEST-token"\nwebhook_secret = "{SECRET}"\napi_base_url = "{telegram_url}"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
-    with open(folder / "serve.log", "wb") as log:  # a file, not a pipe: a flood of lines must not block serve
-        return subprocess.Popen([sys.executable, "-m", "bot", "serve", "--config", str(config)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=log, cwd=folder)
-
-
 @pytest.mark.timeout(120)
 async def test_through_serve_a_deeply_nested_update_is_a_400_with_one_log_line(tmp_path):
     telegram = FakeTelegram()
     url = await telegram.start()
     port = free_port()
-    process = start_serve_with_telegram(tmp_path, port, url)
+    with open(tmp_path / "serve.log", "wb") as log:  # a file, not a pipe: a flood of lines must not block serve
+        process = start_serve(tmp_path, port, None, telegram_url=url, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:

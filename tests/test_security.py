@@ -19,10 +19,8 @@ from bot.app import create_app
 from bot.cli import main
 from bot.security import CryptoSealer, DataKeyError, key_file_path, new_key, parse_key
 from bot.store.sqlite import KeyMismatch, Store
-from tests.conftest import SeededRandomness, Worker, unsealed
 from tests.fakes import FakeTwilio
-from tests.test_cases import report
-from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
+from tests.helpers import ACCOUNT, PUBLIC, TOKEN, SeededRandomness, Worker, post, report, unsealed, webhook
 
 PHONE = "+60123987654"
 SECRET_WORDS = "Madam Lee keeps my passport"

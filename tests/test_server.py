@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -15,21 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Worker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+from tests.helpers import SeededRandomness, Worker, free_port, get
 
 
 @pytest.fixture
@@ -70,7 +55,6 @@ async def test_healthz_and_metrics_through_a_conversation(client, worker):
 
 async def test_the_simulator_can_be_switched_off(aiohttp_client, config, clock):
     from bot.app import create_app
-    from tests.conftest import SeededRandomness
 
     client = await aiohttp_client(create_app(config.replace(server={"simulator": False}), clock=clock,
                                              randomness=SeededRandomness()))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot import sms
+from tests.helpers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,12 +32,6 @@ pytestmark = [
     pytest.mark.skipif(sync_playwright is None, reason="playwright is not installed"),
     pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is missing"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(base: str, process: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
@@ -59,7 +53,7 @@ def _wait_healthy(base: str, process: subprocess.Popen, log: Path, timeout: floa
 def server(tmp_path_factory, request) -> str:
     """The real `helpline serve` on a free port and a fresh database; yields its base URL."""
     tmp = tmp_path_factory.mktemp("simulator-server")
-    port = _free_port()
+    port = free_port()
     config = tmp / "helpline.toml"
     # json.dumps gives a valid TOML basic string (quotes and backslashes escaped).
     config.write_text(

@@ -16,23 +16,30 @@ from click.testing import CliRunner
 from bot.app import create_app
 from bot.cli import main
 from bot.keys import BOT
-from tests.conftest import SeededRandomness, Worker
 from tests.fakes import FakeTwilio
-from tests.test_crash import send_sms, serving_in, wait_healthy
-from tests.test_escalation import (
+from tests.helpers import (
+    ACCOUNT,
     ONCALL,
+    PUBLIC,
+    REFERENCE,
+    TOKEN,
+    SeededRandomness,
+    Worker,
     eventually,
+    free_port,
     helpline_config,
+    post,
+    send_sms,
+    serving_in,
     sms_to,
     staff_press,
     staff_reply,
     to_group,
     to_telegram,
+    wait_healthy,
+    webhook,
 )
-from tests.test_server import free_port
-from tests.test_twilio_sms import ACCOUNT, PUBLIC, TOKEN, post, webhook
 
-REFERENCE = re.compile(r"\b([0-9A-HJKMNP-TV-Z]{4}-[0-9A-HJKMNP-TV-Z]{4})\b")
 NO_STAFF = "no staff group ([escalation] telegram_chat_id) and no on-call numbers"
 UNHEARD = "We have your message, but no one can answer here right now. "
 ALERTED = "Our staff have been alerted. A person will write to you here soon. "
@@ -162,12 +169,6 @@ async def test_simulated_sos_never_goes_before_a_real_workers_alert(aiohttp_clie
 
 
 # Point 5: staff alerts are never stuck behind a queue ------------------------------------------------------
-
-
-@pytest.fixture
-async def helpline(aiohttp_client, config, clock, fakes):
-    return await aiohttp_client(create_app(helpline_config(config, fakes), clock=clock,
-                                           randomness=SeededRandomness()))
 
 
 async def ask_for_a_person(client, worker: str, *words: str) -> None:

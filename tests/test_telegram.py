@@ -16,21 +16,9 @@ from telegram.error import NetworkError, RetryAfter, TimedOut
 
 from bot.app import create_app
 from bot.channels.telegram_request import AiohttpRequest
-from tests.conftest import SeededRandomness, unsealed
-from tests.fakes import FakeTelegram
+from tests.helpers import HEADERS, SECRET, SeededRandomness, eventually, message, press, send, unsealed, update_ids
 
-SECRET = "s3cret-token_value"
 REFERENCE = json.loads((Path(__file__).parent / "data" / "telegram_updates.json").read_text())
-HEADERS = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
-_ids = iter(range(700_000_000, 800_000_000))
-
-
-@pytest.fixture
-async def telegram():
-    fake = FakeTelegram()
-    fake.url = await fake.start()
-    yield fake
-    await fake.close()
 
 
 @pytest.fixture
@@ -42,27 +30,7 @@ async def tg(aiohttp_client, config, clock, telegram):
     return await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
 
 
-def message(text: str, chat: int = 1111111, language: str = "en", **extra) -> dict:
-    return {"update_id": next(_ids), "message": {
-        "message_id": next(_ids), "date": 1767225600, "text": text,
-        "chat": {"id": chat, "type": "private", "first_name": "Test"},
-        "from": {"id": chat, "is_bot": False, "first_name": "Test", "language_code": language}, **extra}}
-
-
-def press(value: str, chat: int = 1111111) -> dict:
-    return {"update_id": next(_ids), "callback_query": {
-        "id": f"cb{next(_ids)}", "chat_instance": "42", "data": value,
-        "from": {"id": chat, "is_bot": False, "first_name": "Test"},
-        "message": {"message_id": 5, "date": 1767225600, "chat": {"id": chat, "type": "private"}, "text": "menu"}}}
-
-
-async def send(client, update: dict, headers: dict | None = None):
-    return await client.post("/telegram/webhook", json=update, headers=HEADERS if headers is None else headers)
-
-
 async def test_start_sets_the_webhook_with_the_secret_and_the_update_types(tg, telegram):
-    from tests.test_escalation import eventually
-
     [call] = await eventually(lambda: telegram.called("setWebhook"))  # set up in the background
     assert call["url"] == "https://helpline.example.org/telegram/webhook"
     assert call["secret_token"] == SECRET
@@ -142,7 +110,7 @@ async def test_blocking_the_bot_stops_messages_and_unblocking_resumes(tg, telegr
     await asyncio.sleep(0.4)
     assert len(telegram.sent()) == 1
     unblock = copy.deepcopy(kicked)
-    unblock["update_id"] = next(_ids)
+    unblock["update_id"] = next(update_ids)
     unblock["my_chat_member"]["new_chat_member"]["status"] = "member"
     await send(tg, unblock)
     await send(tg, message("menu"))
@@ -182,7 +150,7 @@ async def test_edited_message_counts_only_while_a_question_waits(tg, telegram):
     original = message("Madam Le")
     await send(tg, original)
     assert "When did it happen" in (await telegram.wait_for(8))[7]["text"]
-    edited = {"update_id": next(_ids), "edited_message": {**original["message"], "text": "Madam Lee",
+    edited = {"update_id": next(update_ids), "edited_message": {**original["message"], "text": "Madam Lee",
                                                           "edit_date": 1767225700}}
     await send(tg, edited)  # now at "When did it happen?": a choice, not a free-text answer
     assert "did not understand" in (await telegram.wait_for(9))[8]["text"]

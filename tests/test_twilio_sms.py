@@ -6,54 +6,27 @@ import asyncio
 import base64
 
 import pytest
-from twilio.request_validator import RequestValidator
 
 from bot.app import create_app
-from tests.conftest import SeededRandomness, unsealed
-from tests.fakes import FakeTwilio, twilio_error
-
-TOKEN = "12345678901234567890123456789012"
-ACCOUNT = "AC" + "0" * 32
-PUBLIC = "https://helpline.example.org"
-
-
-@pytest.fixture
-async def twilio():
-    fake = FakeTwilio()
-    url = await fake.start()
-    fake.url = url
-    yield fake
-    await fake.close()
+from tests.fakes import twilio_error
+from tests.helpers import (
+    ACCOUNT,
+    PUBLIC,
+    TOKEN,
+    SeededRandomness,
+    eventually,
+    post,
+    signed,
+    sms_config,
+    unsealed,
+    until,
+    webhook,
+)
 
 
 @pytest.fixture
 async def sms(aiohttp_client, config, clock, twilio):
-    config = config.replace(
-        server={"public_url": PUBLIC},
-        twilio={"account_sid": ACCOUNT, "auth_token": TOKEN, "from_number": "+15550006666", "api_base_url": twilio.url},
-    )
-    return await aiohttp_client(create_app(config, clock=clock, randomness=SeededRandomness()))
-
-
-_sids = iter(range(1, 10**6))
-
-
-def webhook(text: str, sender: str = "+60123456789", sid: str | None = None, **extra) -> dict:
-    params = {
-        "MessageSid": sid or f"SM{next(_sids):032d}", "SmsSid": "x", "AccountSid": ACCOUNT, "From": sender,
-        "To": "+15550006666", "Body": text, "NumMedia": "0", "NumSegments": "1", "SmsStatus": "received",
-        "ApiVersion": "2010-04-01", "FromCountry": "MY",
-    }
-    params.update(extra)
-    return params
-
-
-def signed(params: dict, path: str = "/twilio/sms", token: str = TOKEN) -> dict:
-    return {"X-Twilio-Signature": RequestValidator(token).compute_signature(PUBLIC + path, params)}
-
-
-async def post(client, params: dict, path: str = "/twilio/sms", headers: dict | None = None):
-    return await client.post(path, data=params, headers=signed(params, path) if headers is None else headers)
+    return await aiohttp_client(create_app(sms_config(config, twilio), clock=clock, randomness=SeededRandomness()))
 
 
 async def test_signed_webhook_is_stored_answered_with_empty_twiml_and_replied_through_rest(sms, twilio):
@@ -102,16 +75,6 @@ async def test_twilio_retry_of_the_same_message_sid_gets_one_reply(sms, twilio):
     await twilio.wait_for(1)
     await asyncio.sleep(0.3)
     assert len(twilio.sent()) == 1
-
-
-async def until(condition, clock, step_seconds: float = 30.0, tries: int = 100) -> None:
-    """Let the delivery worker retry: move the injected clock on until ``condition()`` holds."""
-    for _ in range(tries):
-        if condition():
-            return
-        clock.advance(seconds=step_seconds)
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never held")
 
 
 async def test_replies_in_order_under_429_and_500(sms, twilio, clock):
@@ -253,7 +216,6 @@ async def test_parts_of_a_long_sms_arriving_apart_are_one_input(sms, twilio, clo
 
 async def test_no_more_than_the_window_of_requests_wait_at_twilio_and_the_rest_follow(sms, twilio):
     from bot.outbox import WINDOW
-    from tests.test_escalation import eventually
 
     twilio.hold = asyncio.Event()  # Twilio takes each request and does not answer yet
     workers = [f"+6017{n:07d}" for n in range(WINDOW + 16)]

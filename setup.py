@@ -1,6 +1,6 @@
-"""Ship the top-level flows/ and locales/ inside the package, with compiled catalogs.
+"""Ship the top-level flows/, locales/ and triage/ inside the package, with compiled catalogs.
 
-The repository keeps content where translators and NGO staff expect it (flows/, locales/); a built wheel
+The repository keeps content where translators and NGO staff expect it (flows/, locales/, triage/); a built wheel
 carries a copy under bot/content/ so that `pip install .` works from any directory.
 """
 
@@ -18,7 +18,7 @@ class build_py_with_content(build_py):
         super().run()
         root = Path(__file__).parent
         target = Path(self.build_lib) / "bot" / "content"
-        for name in ("flows", "locales"):
+        for name in ("flows", "locales", "triage"):
             if (target / name).exists():
                 shutil.rmtree(target / name)
             shutil.copytree(root / name, target / name, ignore=shutil.ignore_patterns("*.mo", "__pycache__"))

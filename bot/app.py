@@ -108,7 +108,7 @@ def build_bot(config: Config, *, clock: Clock | None = None, randomness: Randomn
                                          config.security.messages_per_minute, config.sms.part_grace_seconds,
                                          frozenset(normalise(word) for word in config.sms.opt_out_words)),
                         staff=staff,
-                        triage=Triage())
+                        triage=Triage(content.lexicon))
     sim = simulator.SimulatorSender()
     providers = provider_channels(config)
     channels: list = list(providers.values())

@@ -240,12 +240,12 @@ def flows() -> None:
 @flows.command("check")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 @click.option("--json", "as_json", is_flag=True,
-              help="One JSON object: ok, errors, warnings, locales, messages, sources.")
+              help="One JSON object: ok, errors, warnings, locales, messages, sources, triage.")
 def flows_check(config_path: str | None, as_json: bool) -> None:
-    """Validate flows and catalogs; exit 1 on any error.
+    """Validate flows, catalogs and triage word lists; exit 1 on any error.
 
     Reports file:line for every problem, each language's coverage and review status, the SMS cost of every
-    text in every language, and the sources the content cites.
+    text in every language, the sources the content cites, and the triage words of each language.
     """
     from bot.content import check_content
 
@@ -260,6 +260,10 @@ def flows_check(config_path: str | None, as_json: bool) -> None:
             click.echo(f"warning: {problem}")
         for code, info in report.locales.items():
             click.echo(f"locale {code} ({info['name']}): {info['coverage']:.0%} translated, {info['status']}")
+        if report.triage:
+            click.echo(f"triage word lists: {', '.join(report.triage)}: "
+                       f"{sum(info['danger_words'] for info in report.triage.values())} danger words, "
+                       f"{sum(info['safe_phrases'] for info in report.triage.values())} safe phrases")
         click.echo(f"{len(report.sources)} cited sources; {len(report.errors)} error(s), "
                    f"{len(report.warnings)} warning(s)")
     sys.exit(0 if report.ok else 1)
@@ -272,10 +276,18 @@ def triage(config_path: str | None) -> None:
 
         printf 'they beat me\nwhat is the minimum wage\n' | helpline triage
     """
+    from bot.content import triage_path
+    from bot.lexicon import LexiconError, load_lexicon
     from bot.triage import Triage
 
-    _config(config_path)
-    checker = Triage()
+    config = _config(config_path)
+    try:
+        checker = Triage(load_lexicon(triage_path(config)))
+    except LexiconError as error:
+        for problem in error.problems:
+            click.echo(f"error: {problem}", err=True)
+        click.echo("the triage word lists are broken; fix them (see `helpline flows check`)", err=True)
+        sys.exit(2)
     for line in sys.stdin:
         text = line.rstrip("\r\n")
         result = checker.assess(text)

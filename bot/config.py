@@ -56,6 +56,7 @@ class TelegramConfig:
 class ContentConfig:
     flows: str = ""
     locales: str = ""
+    triage: str = ""
     default_language: str = "en"
 
 

@@ -1,7 +1,7 @@
-"""Finding, loading and checking the content: flows and catalogs together.
+"""Finding, loading and checking the content: flows, catalogs and triage word lists together.
 
 :func:`check_content` is what ``helpline flows check`` prints and what ``helpline serve`` runs before it
-opens a port, so a broken flow or catalog stops the bot at start, never in front of a worker.
+opens a port, so a broken flow, catalog or word list stops the bot at start, never in front of a worker.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from bot.config import Config
 from bot.flows.loader import FlowError, Problem, load_flows
 from bot.flows.model import FlowSet
 from bot.i18n import Catalogs, fill, placeholders
+from bot.lexicon import Lexicon, read_lexicon, shipped_folder
 
 PACKAGE = Path(__file__).resolve().parent
 
@@ -33,6 +34,11 @@ def content_paths(config: Config) -> tuple[Path, Path]:
     return flows, locales
 
 
+def triage_path(config: Config) -> Path:
+    """The folder of triage word lists, one file a language (``[content] triage``)."""
+    return Path(config.content.triage) if config.content.triage else shipped_folder()
+
+
 @dataclass
 class ContentReport:
     """Everything ``flows check`` says of the content."""
@@ -42,8 +48,10 @@ class ContentReport:
     locales: dict = field(default_factory=dict)
     messages: list[dict] = field(default_factory=list)
     sources: list[dict] = field(default_factory=list)
+    triage: dict = field(default_factory=dict)
     flows: FlowSet | None = None
     catalogs: Catalogs | None = None
+    lexicon: Lexicon | None = None
 
     @property
     def ok(self) -> bool:
@@ -57,6 +65,7 @@ class ContentReport:
             "locales": self.locales,
             "messages": self.messages,
             "sources": self.sources,
+            "triage": self.triage,
         }
 
 
@@ -72,7 +81,7 @@ def code_texts() -> dict[str, tuple[str, int]]:
 
 
 def check_content(config: Config) -> ContentReport:
-    """Load and check flows and catalogs, and the texts the code itself sends."""
+    """Load and check flows, catalogs and triage word lists, and the texts the code itself sends."""
     code_msgids = code_texts()
     flows_dir, locales_dir = content_paths(config)
     report = ContentReport()
@@ -80,6 +89,15 @@ def check_content(config: Config) -> ContentReport:
         report.flows = load_flows(flows_dir)
     except FlowError as error:
         report.errors.extend(error.problems)
+    report.lexicon, problems = read_lexicon(triage_path(config))
+    report.errors.extend(Problem(p.file, p.line, p.message) for p in problems)
+    if report.lexicon is not None:
+        report.triage = {
+            language.code: {"file": language.file,
+                            "danger_words": sum(len(words) for words in language.danger_words.values()),
+                            "safe_phrases": len(language.safe_phrases)}
+            for language in report.lexicon.languages
+        }
     if not locales_dir.is_dir():
         report.errors.append(Problem(str(locales_dir), 0, "no such folder of catalogs ([content] locales)"))
         return report

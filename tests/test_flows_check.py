@@ -152,7 +152,7 @@ def shipped_report() -> dict:
 
 
 def test_shipped_content_json_has_every_part(shipped_report):
-    assert set(shipped_report) == {"ok", "errors", "warnings", "locales", "messages", "sources"}
+    assert set(shipped_report) == {"ok", "errors", "warnings", "locales", "messages", "sources", "triage"}
     assert shipped_report["ok"] is True
     assert shipped_report["errors"] == []
     for problem in shipped_report["warnings"]:

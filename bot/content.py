@@ -90,7 +90,7 @@ def check_content(config: Config) -> ContentReport:
     except FlowError as error:
         report.errors.extend(error.problems)
     report.lexicon, problems = read_lexicon(triage_path(config))
-    report.errors.extend(Problem(p.file, p.line, p.message) for p in problems)
+    report.errors.extend(problems)
     if report.lexicon is not None:
         report.triage = {
             language.code: {"file": language.file,

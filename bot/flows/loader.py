@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +11,7 @@ import yaml
 
 from bot.flows.actions import ACTIONS
 from bot.flows.model import ENTRY_FLOWS, NODE_KINDS, Branch, Choice, FlowSet, Node, Source
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
-
-    def as_json(self) -> dict:
-        return {"file": self.file, "line": self.line, "message": self.message}
+from bot.problems import Problem
 
 
 class FlowError(Exception):

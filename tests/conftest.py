@@ -3,6 +3,7 @@ fakes on loopback (the helpers they use are in tests/helpers.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -83,3 +84,12 @@ def small_disk(tmp_path):
         pytest.skip("cannot mount a small file system here (needs root)")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+@pytest.fixture
+def no_helpline_environment(monkeypatch):
+    """The developer's own HELPLINE_* variables (a data key!) must not leak into tests that read the
+    environment; a test module opts in with ``pytestmark = pytest.mark.usefixtures("no_helpline_environment")``."""
+    for name in list(os.environ):
+        if name.startswith("HELPLINE_"):
+            monkeypatch.delenv(name)

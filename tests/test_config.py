@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import tomllib
 from pathlib import Path
 
@@ -18,12 +17,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "config.example.toml"
 SECTIONS = [f for f in dataclasses.fields(Config) if f.name != "source"]
 
 
-@pytest.fixture(autouse=True)
-def no_helpline_environment(monkeypatch):
-    """The developer's own HELPLINE_* variables must not leak into what these tests read."""
-    for name in list(os.environ):
-        if name.startswith("HELPLINE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_helpline_environment")
 
 
 def write_config(tmp_path: Path, text: str, name: str = "config.toml") -> Path:

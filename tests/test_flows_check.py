@@ -65,11 +65,7 @@ nodes:
 """
 
 
-@pytest.fixture(autouse=True)
-def no_helpline_environment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("HELPLINE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_helpline_environment")
 
 
 @pytest.fixture(scope="module")

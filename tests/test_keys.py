@@ -30,12 +30,7 @@ NOW = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 REFERENCE = "K7F3-QP9M"
 
 
-@pytest.fixture(autouse=True)
-def no_helpline_environment(monkeypatch):
-    """The developer's own HELPLINE_* variables (a data key!) must not leak into these tests."""
-    for name in list(os.environ):
-        if name.startswith("HELPLINE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_helpline_environment")
 
 
 def make_database(config: Config) -> None:

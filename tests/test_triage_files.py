@@ -21,11 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("HELPLINE_")}
 
 
-@pytest.fixture(autouse=True)
-def no_helpline_environment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("HELPLINE_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("no_helpline_environment")
 
 
 def word_lists(tmp_path: Path) -> Path:
